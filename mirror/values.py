@@ -1,0 +1,99 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Converters for config values. Each takes the text and returns the value or raises ValueError.
+
+The messages say what is allowed; the loader adds file, line, section and key.
+"""
+from __future__ import annotations
+
+import math
+import re
+import shlex
+
+from mirror.i18n import _
+
+_TRUE = {"1", "yes", "true", "on"}
+_FALSE = {"0", "no", "false", "off"}
+_EMAIL = re.compile(r"[^@\s,]+@[^@\s,]+\.[^@\s,]+")
+_SEPARATORS = re.compile(r"[\s,]+")
+TASK_NAME = re.compile(r"[A-Za-z0-9._-]+")
+
+
+def parse_bool(text: str) -> bool:
+    """``1/0``, ``yes/no``, ``true/false``, ``on/off`` (any case)."""
+    value = text.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ValueError(_("'{text}' is not a yes/no value (use 1 or 0, yes or no, true or false)")
+                     .format(text=text))
+
+
+def parse_non_negative_float(text: str) -> float:
+    """A finite number ≥ 0, such as ``4`` or ``2.5``."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(_("'{text}' is not a number ≥ 0 (e.g. 4.0; 0 means no limit)")
+                         .format(text=text))
+    return value
+
+
+def parse_non_negative_int(text: str) -> int:
+    """A whole number ≥ 0."""
+    if not re.fullmatch(r"[0-9]+", text.strip()):
+        raise ValueError(_("'{text}' is not a whole number ≥ 0 (0 means no limit)")
+                         .format(text=text))
+    return int(text)
+
+
+def parse_int(text: str) -> int:
+    """A whole number, possibly negative."""
+    if not re.fullmatch(r"[+-]?[0-9]+", text.strip()):
+        raise ValueError(_("'{text}' is not a whole number").format(text=text))
+    return int(text)
+
+
+def split_list(text: str) -> list[str]:
+    """Split a comma- or space-separated list, dropping empty items."""
+    return [item for item in _SEPARATORS.split(text.strip()) if item]
+
+
+def parse_ports(text: str) -> tuple[int, ...]:
+    """A comma- or space-separated list of TCP ports 1-65535."""
+    ports = []
+    for item in split_list(text):
+        if not re.fullmatch(r"[0-9]+", item) or not 1 <= int(item) <= 65535:
+            raise ValueError(_("'{item}' is not a TCP port (use numbers 1-65535, "
+                               "separated by commas, e.g. 80,443)").format(item=item))
+        ports.append(int(item))
+    return tuple(ports)
+
+
+def parse_emails(text: str) -> tuple[str, ...]:
+    """A comma- or space-separated list of e-mail addresses."""
+    addresses = split_list(text)
+    for address in addresses:
+        if not _EMAIL.fullmatch(address):
+            raise ValueError(_("'{address}' is not an e-mail address (use name@example.org, "
+                               "several separated by commas)").format(address=address))
+    return tuple(addresses)
+
+
+def parse_words(text: str) -> tuple[str, ...]:
+    """Split a value the way a POSIX shell splits words (quotes respected, nothing expanded)."""
+    try:
+        return tuple(shlex.split(text))
+    except ValueError as error:
+        raise ValueError(_("cannot split {text!r} into words: {reason} "
+                           "(check that quotes are balanced)").format(text=text, reason=error)) \
+            from None
+
+
+def check_task_name(name: str) -> None:
+    """A task name is used in file names: letters, digits, ``.``, ``_`` and ``-``, not ``.`` or ``..``."""
+    if not TASK_NAME.fullmatch(name) or name in {".", ".."}:
+        raise ValueError(_("'{name}' is not a safe task name (use only letters, digits, "
+                           "'.', '_' and '-'; it names the task's log files)").format(name=name))
