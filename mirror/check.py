@@ -1,0 +1,97 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""``mirrord --check``: what the daemon would do with a config, as a table or as JSON."""
+from __future__ import annotations
+
+import shlex
+from datetime import datetime, tzinfo
+
+from mirror.commandline import rsync_source, stage_argvs
+from mirror.config import MirrorConfig, TaskSection
+from mirror.durations import format_duration
+from mirror.i18n import _
+from mirror.task import RSYNC, TaskSpec
+
+COLUMNS = ("NAME", "TYPE", "PRI", "ENABLED", "SCHEDULE", "NEXT RUN", "TIMEOUT", "AUTORETRY",
+           "UPSTREAM → LOCALDIR")
+
+
+def task_row(section: TaskSection, since: datetime, zone: tzinfo) -> dict[str, object]:
+    """One task as ``--check --json`` shows it.
+
+    A task with an error has ``"valid": false``, a null next_run and the values
+    as written where they could not be read.
+    """
+    spec = section.spec
+    if spec is None:
+        return {
+            "name": section.name, "valid": False,
+            "type": section.values.get("type", RSYNC), "enabled": None,
+            "priority": section.values.get("priority"), "time": section.values.get("time"),
+            "next_run": None, "timeout": None, "autoretry": None, "argv": [],
+            "upstreams": [], "localdir": section.values.get("localdir"),
+        }
+    next_run = spec.schedule.next_after(since, zone).isoformat() if spec.enabled else None
+    return {
+        "name": spec.name, "valid": True, "type": spec.type, "enabled": spec.enabled,
+        "priority": spec.priority, "time": spec.time, "next_run": next_run,
+        "timeout": spec.timeout, "autoretry": spec.autoretry, "argv": stage_argvs(spec),
+        "upstreams": list(spec.upstreams), "localdir": spec.localdir,
+    }
+
+
+def check_report(config: MirrorConfig, since: datetime, zone: tzinfo) -> dict[str, object]:
+    """The ``--check --json`` object: tasks, errors and warnings."""
+    return {
+        "tasks": [task_row(section, since, zone) for section in config.sections],
+        "errors": [issue.as_dict() for issue in config.errors],
+        "warnings": [issue.as_dict() for issue in config.warnings],
+    }
+
+
+def _route(spec: TaskSpec | None, row: dict[str, object]) -> str:
+    if spec is None:
+        return "-"
+    if spec.type != RSYNC:
+        return shlex.join(stage_argvs(spec)[-1])
+    more = len(spec.upstreams) - 1
+    source = rsync_source(spec.upstreams[0], spec.rsyncdir) + "/"
+    extra = _(" (+{count} more)").format(count=more) if more else ""
+    return f"{source}{extra} → {row['localdir']}"
+
+
+def _cells(section: TaskSection, row: dict[str, object]) -> tuple[str, ...]:
+    spec = section.spec
+    if spec is None:
+        return (section.name, str(row["type"]), str(row["priority"] or "-"), "-",
+                str(row["time"] or "-"), _("not scheduled (errors)"), "-", "-", "-")
+    next_run = row["next_run"]
+    shown_next = (datetime.fromisoformat(str(next_run)).isoformat(sep=" ", timespec="minutes")
+                  if next_run else _("disabled"))
+    return (spec.name, spec.type + (_(" 2-stage") if spec.twostage else ""), str(spec.priority),
+            _("yes") if spec.enabled else _("no"), spec.time, shown_next,
+            format_duration(spec.timeout), format_duration(spec.autoretry), _route(spec, row))
+
+
+def render_check(config: MirrorConfig, report: dict[str, object]) -> str:
+    """The human-readable ``--check`` output: problems first, then the task table, then a summary."""
+    lines: list[str] = []
+    for title, issues in ((_("errors"), config.errors), (_("warnings"), config.warnings)):
+        if issues:
+            lines.append(f"{title} ({len(issues)}):")
+            lines.extend(f"  {issue}" for issue in issues)
+            lines.append("")
+    rows = [COLUMNS] + [_cells(section, row) for section, row
+                        in zip(config.sections, report["tasks"])]  # type: ignore[call-overload]
+    widths = [max(len(row[column]) for row in rows) for column in range(len(COLUMNS) - 1)]
+    for row in rows:
+        cells = [cell.ljust(width) for cell, width in zip(row, widths)] + [row[-1]]
+        lines.append("  ".join(cells).rstrip())
+    tasks = config.tasks
+    disabled = sum(1 for task in tasks if not task.enabled)
+    lines.append("")
+    lines.append(_("{sections} tasks: {valid} valid ({disabled} disabled), {invalid} with errors; "
+                   "{errors} errors, {warnings} warnings").format(
+                       sections=len(config.sections), valid=len(tasks), disabled=disabled,
+                       invalid=len(config.sections) - len(tasks), errors=len(config.errors),
+                       warnings=len(config.warnings)))
+    return "\n".join(lines)

@@ -1,0 +1,156 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The scheduling core: what to start, skip, delay, retry or time out, and when to look again.
+
+Pure: it makes no OS calls and never reads a clock. Every method takes *now*
+(epoch seconds) from its caller, so tests can drive it through simulated weeks.
+The caller starts processes for ``START`` decisions and reports back through
+:meth:`Scheduler.finished`.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone, tzinfo
+
+from mirror.i18n import _
+from mirror.policy import DELAY_SECONDS, Conditions, refusal
+from mirror.task import GeneralSettings, TaskSpec
+from mirror.taskqueue import RETRY, RUN, SYSTEM, TIMEOUT, QueueEntry, TaskQueue
+
+START = "start"
+SKIP = "skip"
+DELAY = "delay"
+EXPIRE = "timeout"
+SYSTEM_DUE = "system"
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What the core decided about one due entry.
+
+    ``action`` is START (run the task now), SKIP (it is still running), DELAY
+    (admission refused it), EXPIRE (its timeout passed: kill it) or SYSTEM (a
+    system entry is due). ``next_due`` is when the task is looked at again.
+    """
+
+    action: str
+    name: str
+    kind: str
+    due: float
+    reason: str = ""
+    next_due: float | None = None
+
+
+class Scheduler:
+    """Queues runs of enabled tasks by their schedules and decides what happens when they are due."""
+
+    def __init__(self, tasks: Iterable[TaskSpec], general: GeneralSettings, zone: tzinfo,
+                 now: float) -> None:
+        self.general = general
+        self.zone = zone
+        self.queue = TaskQueue()
+        self.tasks: dict[str, TaskSpec] = {}
+        self.running: set[str] = set()
+        for task in tasks:
+            self.tasks[task.name] = task
+            if task.enabled:
+                self._queue_next_run(task, now)
+
+    def next_scheduled(self, task: TaskSpec, after: float) -> float:
+        """The task's first scheduled time strictly after *after* (epoch seconds)."""
+        instant = datetime.fromtimestamp(after, timezone.utc)
+        return task.schedule.next_after(instant, self.zone).timestamp()
+
+    def seconds_until_next(self, now: float) -> float | None:
+        """How long the caller may sleep: 0 if something is due, None if the queue is empty."""
+        head = self.queue.peek()
+        return None if head is None else max(0.0, head.due - now)
+
+    def due(self, now: float, conditions: Conditions) -> list[Decision]:
+        """Take every entry due at *now* and decide about each, in queue order.
+
+        Args:
+            now: the current time, epoch seconds.
+            conditions: load, HTTP connections (read once for this pass); its
+                ``running`` is ignored in favour of the core's own count.
+
+        Returns:
+            The decisions; for START the task now counts as running.
+        """
+        decisions = []
+        for entry in self.queue.pop_due(now):
+            if entry.kind == TIMEOUT:
+                decisions.append(Decision(EXPIRE, entry.name, entry.kind, entry.due))
+            elif entry.kind == SYSTEM:
+                decisions.append(Decision(SYSTEM_DUE, entry.name, entry.kind, entry.due))
+            elif entry.name in self.tasks:
+                decision = self._decide_run(entry, now, conditions)
+                if decision is not None:
+                    decisions.append(decision)
+        return decisions
+
+    def _decide_run(self, entry: QueueEntry, now: float, conditions: Conditions) -> Decision | None:
+        task = self.tasks[entry.name]
+        scheduled = self.next_scheduled(task, now)
+        if entry.kind == RUN:
+            self.queue.push(scheduled, task.priority, RUN, task.name)
+        if task.name in self.running:
+            if entry.kind == RETRY:
+                return None
+            return Decision(SKIP, task.name, entry.kind, entry.due,
+                            _("still running; next run at its next scheduled time"), scheduled)
+        current = Conditions(conditions.load, conditions.http_connections, len(self.running))
+        reason = refusal(task.priority, current, self.general)
+        if reason is not None:
+            delayed = now + DELAY_SECONDS
+            if delayed < scheduled:
+                self.queue.push(delayed, task.priority, entry.kind, task.name)
+            return Decision(DELAY, task.name, entry.kind, entry.due, reason, min(delayed, scheduled))
+        self._mark_started(task, now)
+        return Decision(START, task.name, entry.kind, entry.due, next_due=scheduled)
+
+    def start_now(self, name: str, now: float) -> None:
+        """Record a run started outside the schedule (an admin's ``--run``).
+
+        Raises:
+            KeyError: *name* is not a known task.
+            ValueError: the task is already running.
+        """
+        task = self.tasks[name]
+        if name in self.running:
+            raise ValueError(_("{name} is already running").format(name=name))
+        self._mark_started(task, now)
+
+    def _mark_started(self, task: TaskSpec, now: float) -> None:
+        self.running.add(task.name)
+        self.queue.cancel(RETRY, task.name)
+        if task.timeout:
+            self.queue.push(now + task.timeout, task.priority, TIMEOUT, task.name)
+
+    def finished(self, name: str, now: float, succeeded: bool) -> float | None:
+        """Record the end of *name*'s run.
+
+        After a failure with ``autoretry`` set, a retry is queued at
+        now + autoretry if that falls before the next scheduled run.
+
+        Returns:
+            The retry time, or None when no retry was queued.
+        """
+        self.running.discard(name)
+        self.queue.cancel(TIMEOUT, name)
+        task = self.tasks.get(name)
+        if task is None or succeeded or not task.autoretry:
+            return None
+        retry_at = now + task.autoretry
+        next_run = self.queue.get(RUN, name)
+        if next_run is not None and retry_at >= next_run.due:
+            return None
+        self.queue.push(retry_at, task.priority, RETRY, name)
+        return retry_at
+
+    def schedule_system(self, name: str, due: float, priority: int = 1) -> None:
+        """Queue a system entry (an internal job such as log cleaning) at *due*."""
+        self.queue.push(due, priority, SYSTEM, name)
+
+    def _queue_next_run(self, task: TaskSpec, now: float) -> None:
+        self.queue.push(self.next_scheduled(task, now), task.priority, RUN, task.name)
