@@ -73,7 +73,7 @@ def _cells(section: TaskSection, row: dict[str, object]) -> tuple[str, ...]:
 
 
 def render_check(config: MirrorConfig, report: dict[str, object]) -> str:
-    """The human-readable ``--check`` output: problems first, then the task table, then a summary."""
+    """The human-readable ``--check`` output: problems, the task table, a summary."""
     lines: list[str] = []
     for title, issues in ((_("errors"), config.errors), (_("warnings"), config.warnings)):
         if issues:

@@ -20,9 +20,12 @@ _DELETING = {
 # file is in place.
 _DELETE_TIMING = {"--del", "--delete", "--delete-before", "--delete-during", "--delete-delay"}
 _TAKES_VALUE = {"--max-delete"}
-_HOST = re.compile(r"(?:[A-Za-z0-9._%+-]+@)?(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])")
-_RSYNC_URL = re.compile(r"rsync://(?:[A-Za-z0-9._%+-]+@)?(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]+)?(?:/.*)?")
-UPSTREAM_FORMS = "a host name (mirror.example.org), an rsync://host/module/ URL, or an absolute path"
+_USER = r"(?:[A-Za-z0-9._%+-]+@)?"
+_HOST = re.compile(_USER + r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])")
+_RSYNC_URL = re.compile(
+    r"rsync://" + _USER + r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]+)?(?:/.*)?")
+UPSTREAM_FORMS = ("a host name (mirror.example.org), an rsync://host/module/ URL, "
+                  "or an absolute path")
 
 
 def check_upstream(upstream: str) -> None:

@@ -218,7 +218,8 @@ def parse_mirror_ini(text: str, file: str, base_dir: Path,
                   if section.name != GENERAL and section.name)
     if not tasks:
         issues.warning(_("no task sections; add one [TASKNAME] section per mirror"))
-    return MirrorConfig(location, general, tasks, issues=tuple(issues.issues))
+    in_file_order = sorted(issues.issues, key=lambda issue: issue.line or 0)
+    return MirrorConfig(location, general, tasks, issues=tuple(in_file_order))
 
 
 def _suggest(key: str, known: tuple[str, ...]) -> str:
@@ -333,7 +334,8 @@ class _TaskValidator:
                     self.issues.warning(_("ignored: only rsync tasks use it"),
                                         entry.line, section.name, key)
         enabled = self._value(section, entries, "enabled", parse_bool, True)
-        time_entry = self._required(section, entries, "time", _("a cron expression, e.g. 0 */6 * * *"))
+        time_entry = self._required(section, entries, "time",
+                                    _("a cron expression, e.g. 0 */6 * * *"))
         schedule = (self._convert(section, time_entry, CronSchedule.parse, time_entry.value)
                     if time_entry else None)
         command = self._command(section, entries)

@@ -8,7 +8,8 @@ from mirror.i18n import _
 
 _UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 _DURATION = re.compile(r"(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?")
-ALLOWED = "use seconds or d/h/m/s parts in that order, e.g. 1200, 90m, 12h, 12h4m, 1d12h, 30s; 0 means off"
+ALLOWED = ("use seconds or d/h/m/s parts in that order, e.g. 1200, 90m, 12h, 12h4m, 1d12h, 30s; "
+           "0 means off")
 
 
 def parse_duration(text: str) -> int:

@@ -17,6 +17,7 @@ not, the minute field means ``0`` (``* */2 * * *`` runs every two hours at :00).
 from __future__ import annotations
 
 import calendar
+import re
 from bisect import bisect_left
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone, tzinfo
@@ -48,8 +49,43 @@ LAST = -1  # "L" as an occurrence of a weekday in its month
 _MINUTE = timedelta(minutes=1)
 
 
-def _full_or(values: list, full: range) -> tuple[int, ...]:
-    return tuple(full) if values == ["*"] else tuple(sorted(int(v) for v in values))
+MONTH_NAMES = {name: number for number, name in enumerate(
+    ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), start=1)}
+DAY_NAMES = {name: number for number, name in enumerate(
+    ("sun", "mon", "tue", "wed", "thu", "fri", "sat"))}
+_NTH = re.compile(r"(?P<day>\w+)#(?P<nth>[1-5])|l(?P<last>\w+)")
+
+
+def _value(text: str, low: int, high: int, names: dict[str, int]) -> int:
+    value = names[text] if text in names else int(text) if re.fullmatch("[0-9]+", text) else None
+    if value is None or not low <= value <= high:
+        raise ValueError(text)
+    return value
+
+
+def _expand(text: str, low: int, high: int, names: dict[str, int] | None = None) -> set[int]:
+    """Expand one field (``*``, ``a``, ``a-b``, ``*/n``, ``a-b/n``, ``a/n``, lists; names)."""
+    names = names or {}
+    values: set[int] = set()
+    for part in text.split(","):
+        base, slash, step_text = part.partition("/")
+        step = int(step_text) if re.fullmatch("[0-9]+", step_text) else 0 if slash else 1
+        if step < 1:
+            raise ValueError(part)
+        if base in ("*", "?"):
+            first, last = low, high
+        elif "-" in base:
+            first_text, _dash, last_text = base.partition("-")
+            first, last = _value(first_text, low, high, names), _value(last_text, low, high, names)
+        else:
+            first = _value(base, low, high, names)
+            last = high if slash else first
+        if first <= last:
+            span = list(range(first, last + 1))
+        else:  # a wrapping range such as fri-mon, as croniter reads it
+            span = list(range(first, high + 1)) + list(range(low, last + 1))
+        values.update(span[::step])
+    return values
 
 
 @dataclass(frozen=True)
@@ -96,37 +132,55 @@ class CronSchedule:
         if fields[0] == "*" and fields[1] != "*":
             fields[0] = "0"
         try:
-            parsed = croniter(" ".join(fields))
-            expanded = parsed.expanded
-            nth = parsed.nth_weekday_of_month
+            croniter(" ".join(fields))  # the accepted syntax is croniter's
         except Exception as error:  # croniter raises assorted types on bad input
             raise ValueError(_("'{text}' is not a cron expression: {reason} ({allowed})").format(
                 text=written, reason=error, allowed=FIELD_HELP)) from None
-        day_values = expanded[2]
-        schedule = cls(
-            expression=written,
-            minutes=_full_or(expanded[0], range(60)),
-            hours=_full_or(expanded[1], range(24)),
-            days=frozenset(range(1, 32)) if day_values == ["*"]
-            else frozenset(int(v) for v in day_values if v != "l"),
-            last_day_of_month="l" in day_values,
-            months=_full_or(expanded[3], range(1, 13)),
-            weekdays=frozenset(range(7)) if expanded[4] == ["*"]
-            else frozenset(int(v) % 7 for v in expanded[4]),
-            nth_weekdays=tuple(
-                (int(day) % 7, frozenset(LAST if n == "l" else int(n) for n in occurrences))
-                for day, occurrences in sorted(nth.items())
-            ),
-            dom_restricted=day_values != ["*"],
-            dow_restricted=expanded[4] != ["*"],
-            hour_has_star="*" in fields[1],
-        )
+        try:
+            schedule = cls._from_fields(written, [field.lower() for field in fields])
+        except ValueError as error:
+            raise ValueError(_("'{text}' is not a cron expression: cannot read '{part}' "
+                               "({allowed})").format(text=written, part=error,
+                                                     allowed=FIELD_HELP)) from None
         try:
             schedule.next_wall_match(datetime(2001, 1, 1))
         except LookupError:
             raise ValueError(_("'{text}' never matches a date ({allowed})").format(
                 text=written, allowed=FIELD_HELP)) from None
         return schedule
+
+    @classmethod
+    def _from_fields(cls, written: str, fields: list[str]) -> CronSchedule:
+        """Expand the five fields (lower-cased). croniter validated the syntax, but its
+        expansion is not used: it reads single-value ranges such as ``5-5`` as ``*``."""
+        minute, hour, dom, month, dow = fields
+        day_parts = [part for part in dom.split(",") if part != "l"]
+        days = _expand(",".join(day_parts), 1, 31) if day_parts else set()
+        weekdays: set[int] = set()
+        nth: dict[int, set[int]] = {}
+        for part in dow.split(","):
+            special = _NTH.fullmatch(part)
+            if special:
+                day = _value(special.group("day") or special.group("last"), 0, 7, DAY_NAMES) % 7
+                nth.setdefault(day, set()).add(
+                    int(special.group("nth")) if special.group("nth") else LAST)
+                weekdays.add(day)
+            else:
+                weekdays.update(value % 7 for value in _expand(part, 0, 7, DAY_NAMES))
+        return cls(
+            expression=written,
+            minutes=tuple(sorted(_expand(minute, 0, 59))),
+            hours=tuple(sorted(_expand(hour, 0, 23))),
+            days=frozenset(days),
+            last_day_of_month="l" in dom.split(","),
+            months=tuple(sorted(_expand(month, 1, 12, MONTH_NAMES))),
+            weekdays=frozenset(weekdays),
+            nth_weekdays=tuple((day, frozenset(occurrences))
+                               for day, occurrences in sorted(nth.items())),
+            dom_restricted=dom not in ("*", "?"),
+            dow_restricted=dow not in ("*", "?"),
+            hour_has_star="*" in hour,
+        )
 
     def day_matches(self, day: date) -> bool:
         """Tell whether the date fields (day-of-month, month, day-of-week) match *day*.
@@ -152,14 +206,15 @@ class CronSchedule:
         return dom_ok and dow_ok
 
     def next_wall_match(self, start: datetime) -> datetime:
-        """Return the first naive wall time at or after *start* (rounded up to the minute) that matches.
+        """Return the first matching naive wall time at or after *start* (rounded up to a minute).
 
         Raises:
             LookupError: nothing matches within SEARCH_YEARS years.
         """
         if start.second or start.microsecond:
             start = start.replace(second=0, microsecond=0) + _MINUTE
-        year, month, day, hour, minute = start.year, start.month, start.day, start.hour, start.minute
+        year, month, day = start.year, start.month, start.day
+        hour, minute = start.hour, start.minute
         last_year = year + SEARCH_YEARS
         while year <= last_year:
             if month not in self.months:

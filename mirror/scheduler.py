@@ -42,7 +42,7 @@ class Decision:
 
 
 class Scheduler:
-    """Queues runs of enabled tasks by their schedules and decides what happens when they are due."""
+    """Queues runs of enabled tasks by their schedules; decides what happens when they are due."""
 
     def __init__(self, tasks: Iterable[TaskSpec], general: GeneralSettings, zone: tzinfo,
                  now: float) -> None:
@@ -105,7 +105,8 @@ class Scheduler:
             delayed = now + DELAY_SECONDS
             if delayed < scheduled:
                 self.queue.push(delayed, task.priority, entry.kind, task.name)
-            return Decision(DELAY, task.name, entry.kind, entry.due, reason, min(delayed, scheduled))
+            return Decision(DELAY, task.name, entry.kind, entry.due, reason,
+                            min(delayed, scheduled))
         self._mark_started(task, now)
         return Decision(START, task.name, entry.kind, entry.due, next_due=scheduled)
 

@@ -93,7 +93,11 @@ def parse_words(text: str) -> tuple[str, ...]:
 
 
 def check_task_name(name: str) -> None:
-    """A task name is used in file names: letters, digits, ``.``, ``_`` and ``-``, not ``.`` or ``..``."""
+    """Accept a name safe in file names: letters, digits, ``.``, ``_``, ``-``; not ``.`` or ``..``.
+
+    Raises:
+        ValueError: the name is not safe.
+    """
     if not TASK_NAME.fullmatch(name) or name in {".", ".."}:
         raise ValueError(_("'{name}' is not a safe task name (use only letters, digits, "
                            "'.', '_' and '-'; it names the task's log files)").format(name=name))

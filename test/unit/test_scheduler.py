@@ -1,0 +1,210 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The scheduling core, driven with a simulated clock through days and weeks."""
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from mirror.policy import Conditions
+from mirror.schedule import CronSchedule
+from mirror.scheduler import DELAY, EXPIRE, SKIP, START, SYSTEM_DUE, Scheduler
+from mirror.task import GeneralSettings, TaskSpec
+from mirror.taskqueue import RETRY, RUN
+
+ZONE = ZoneInfo("Asia/Shanghai")
+T0 = datetime(2026, 7, 1, tzinfo=ZONE).timestamp()  # a Wednesday, 00:00 local
+MINUTE = 60
+HOUR = 3600
+QUIET = Conditions()
+END = "end"
+
+
+def task(name: str, time: str, **overrides) -> TaskSpec:
+    values = dict(name=name, type="simple", enabled=True, time=time,
+                  schedule=CronSchedule.parse(time), command="/bin/true")
+    values.update(overrides)
+    return TaskSpec(**values)
+
+
+class Simulation:
+    """Drives the core with a fake clock that starts one second before T0.
+
+    Each started run lasts ``durations[name]`` seconds (60 by default) and then
+    succeeds unless ``outcome(name, end_time)`` says otherwise; a timed-out run
+    is killed at once.
+    """
+
+    def __init__(self, tasks, general=None, durations=None, outcome=None):
+        self.now = T0 - 1
+        self.core = Scheduler(tasks, general or GeneralSettings(), ZONE, self.now)
+        self.durations = durations or {}
+        self.outcome = outcome or (lambda name, end: True)
+        self.ends: dict[str, float] = {}
+        self.log: list[tuple[float, str, str, str]] = []
+
+    def run_until(self, end: float, conditions: Conditions = QUIET) -> None:
+        """Process everything due up to and including *end*."""
+        while True:
+            wait = self.core.seconds_until_next(self.now)
+            times = list(self.ends.values()) + ([] if wait is None else [self.now + wait])
+            if not times or min(times) > end:
+                self.now = end
+                return
+            self.now = min(times)
+            for name, finish in sorted(self.ends.items()):
+                if finish <= self.now:
+                    del self.ends[name]
+                    self.core.finished(name, self.now, self.outcome(name, self.now))
+                    self.log.append((self.now, END, name, ""))
+            for decision in self.core.due(self.now, conditions):
+                self.log.append((self.now, decision.action, decision.name, decision.kind))
+                if decision.action == START:
+                    self.ends[decision.name] = self.now + self.durations.get(decision.name, 60)
+                elif decision.action == EXPIRE:
+                    self.ends[decision.name] = self.now
+
+    def events(self, unit: float = MINUTE, actions=None) -> list[tuple]:
+        return [(round((when - T0) / unit, 2), action, name, kind)
+                for when, action, name, kind in self.log if actions is None or action in actions]
+
+
+def test_a_week_of_runs_matches_the_schedules():
+    sim = Simulation([task("hourly", "0 * * * *"), task("every2h", "* */2 * * *"),
+                      task("daily", "30 4 * * *")])
+    sim.run_until(T0 + 7 * 24 * HOUR - 1)
+    counts = Counter(name for _when, action, name, _kind in sim.log if action == START)
+    assert counts == {"hourly": 168, "every2h": 84, "daily": 7}
+    daily = [when for when, action, name, _ in sim.log if action == START and name == "daily"]
+    assert {datetime.fromtimestamp(when, ZONE).strftime("%H:%M") for when in daily} == {"04:30"}
+
+
+def test_same_due_time_starts_in_priority_order():
+    sim = Simulation([task("low", "0 1 * * *", priority=9), task("high", "0 1 * * *", priority=1),
+                      task("mid", "0 1 * * *", priority=5)])
+    sim.run_until(T0 + 2 * HOUR)
+    assert [name for _w, action, name, _k in sim.log if action == START] == ["high", "mid", "low"]
+
+
+def test_disabled_tasks_are_not_queued():
+    sim = Simulation([task("off", "* * * * *", enabled=False)])
+    assert sim.core.seconds_until_next(sim.now) is None
+
+
+def test_a_task_still_running_is_skipped_and_queued_for_its_next_time():
+    sim = Simulation([task("slow", "0 * * * *")], durations={"slow": 2.5 * HOUR})
+    sim.run_until(T0 + 5.9 * HOUR)
+    assert [(when, action) for when, action, _n, _k in sim.events(HOUR)] == [
+        (0, START), (1, SKIP), (2, SKIP), (2.5, END), (3, START), (4, SKIP), (5, SKIP), (5.5, END)]
+    assert sim.core.queue.get(RUN, "slow").due == T0 + 6 * HOUR
+
+
+def test_timeout_fires_and_is_cancelled_when_the_run_ends_first():
+    sim = Simulation([task("t", "0 * * * *", timeout=600)], durations={"t": 3000})
+    sim.run_until(T0 + 700)
+    assert [(when, action) for when, action, _n, _k in sim.events(1)] == [
+        (0, START), (600, EXPIRE), (600, END)]
+    quick = Simulation([task("q", "0 * * * *", timeout=600)], durations={"q": 10})
+    quick.run_until(T0 + 700)
+    assert [action for _w, action, _n, _k in quick.log] == [START, END]
+
+
+def test_autoretry_after_a_failure_before_the_next_run():
+    sim = Simulation([task("r", "0 */6 * * *", autoretry=600)],
+                     outcome=lambda name, end: end != T0 + MINUTE)
+    sim.run_until(T0 + 2 * HOUR)
+    assert sim.events(actions={START}) == [(0, START, "r", RUN), (11, START, "r", RETRY)]
+
+
+def test_no_retry_when_the_next_run_comes_first():
+    sim = Simulation([task("r", "*/5 * * * *", autoretry=HOUR)], outcome=lambda name, end: False)
+    sim.run_until(T0 + 30 * MINUTE)
+    assert {kind for _w, action, _n, kind in sim.log if action == START} == {RUN}
+    assert sim.core.queue.get(RETRY, "r") is None
+
+
+def test_a_run_clears_a_pending_retry():
+    core = Scheduler([task("r", "0 0 * * *", autoretry=600)], GeneralSettings(), ZONE, T0)
+    core.start_now("r", T0 + 10)
+    assert core.finished("r", T0 + 20, succeeded=False) == T0 + 620
+    assert core.queue.get(RETRY, "r").due == T0 + 620
+    core.start_now("r", T0 + 30)
+    assert core.queue.get(RETRY, "r") is None
+    assert core.finished("r", T0 + 40, succeeded=True) is None
+    assert core.queue.get(RETRY, "r") is None
+
+
+def test_high_load_delays_by_30_minutes_until_the_scheduled_time():
+    busy = Conditions(load=5.0)  # loadlimit 2: ceiling -4.55*2.5+14.55 = 3.175
+    sim = Simulation([task("low", "0 */2 * * *", priority=8),
+                      task("top", "0 */2 * * *", priority=3)],
+                     general=GeneralSettings(loadlimit=2.0))
+    sim.run_until(T0 + 2 * HOUR - 1, busy)
+    assert sim.events(actions={START, DELAY}) == [
+        (0, START, "top", RUN), (0, DELAY, "low", RUN), (30, DELAY, "low", RUN),
+        (60, DELAY, "low", RUN), (90, DELAY, "low", RUN)]
+    assert sim.core.queue.get(RUN, "low").due == T0 + 2 * HOUR
+
+
+def test_delay_goes_to_the_next_scheduled_time_when_that_is_sooner():
+    sim = Simulation([task("often", "*/20 * * * *", priority=8)],
+                     general=GeneralSettings(loadlimit=2.0))
+    sim.run_until(T0, Conditions(load=5.0))
+    assert sim.events() == [(0, DELAY, "often", RUN)]
+    assert sim.core.queue.get(RUN, "often").due == T0 + 20 * MINUTE
+
+
+def test_a_delayed_run_starts_once_the_load_drops():
+    sim = Simulation([task("low", "0 0 * * *", priority=8)], general=GeneralSettings(loadlimit=2.0))
+    sim.run_until(T0, Conditions(load=9.0))
+    sim.run_until(T0 + 31 * MINUTE, QUIET)
+    assert [(when, action) for when, action, _n, _k in sim.events()] == [
+        (0, DELAY), (30, START), (31, END)]
+
+
+def test_a_refused_retry_is_delayed_too():
+    sim = Simulation([task("r", "0 0 * * *", autoretry=600, priority=9)],
+                     general=GeneralSettings(loadlimit=2.0), outcome=lambda name, end: False)
+    sim.run_until(T0 + MINUTE)
+    sim.run_until(T0 + 12 * MINUTE, Conditions(load=9.0))
+    assert sim.events()[-1] == (11, DELAY, "r", RETRY)
+    assert sim.core.queue.get(RETRY, "r").due == T0 + 41 * MINUTE
+
+
+def test_maxtasks_holds_back_low_priorities():
+    tasks = [task(f"t{i}", "0 1 * * *", priority=5) for i in range(4)]
+    tasks.append(task("urgent", "0 1 * * *", priority=2))
+    sim = Simulation(tasks, general=GeneralSettings(maxtasks=2))
+    sim.run_until(T0 + HOUR)
+    assert [(action, name) for _w, action, name, _k in sim.log] == [
+        (START, "urgent"), (START, "t0"), (DELAY, "t1"), (DELAY, "t2"), (DELAY, "t3")]
+
+
+def test_start_now_and_system_entries():
+    core = Scheduler([task("a", "0 0 * * *", timeout=60)], GeneralSettings(), ZONE, T0)
+    core.start_now("a", T0)
+    assert "a" in core.running
+    with pytest.raises(ValueError, match="already running"):
+        core.start_now("a", T0)
+    with pytest.raises(KeyError):
+        core.start_now("nope", T0)
+    core.schedule_system("logclean", T0 + 5)
+    decisions = core.due(T0 + 60, QUIET)
+    assert [(d.action, d.name) for d in decisions] == [(SYSTEM_DUE, "logclean"), (EXPIRE, "a")]
+
+
+def test_a_dst_week_in_berlin():
+    berlin = ZoneInfo("Europe/Berlin")
+    start = datetime(2026, 10, 22, tzinfo=berlin).timestamp()
+    end = start + 7 * 24 * HOUR  # 168 real hours, across the fall-back night
+    core = Scheduler([task("fixed", "30 2 * * *"), task("starred", "30 * * * *")],
+                     GeneralSettings(), berlin, start)
+    now, seen = start, Counter()
+    while now + core.seconds_until_next(now) < end:
+        now += core.seconds_until_next(now)
+        for decision in core.due(now, QUIET):
+            seen[decision.name] += 1
+            core.finished(decision.name, now, True)
+    assert seen == {"fixed": 7, "starred": 168}
