@@ -80,6 +80,9 @@ def render_check(config: MirrorConfig, report: dict[str, object]) -> str:
             lines.append(f"{title} ({len(issues)}):")
             lines.extend(f"  {issue}" for issue in issues)
             lines.append("")
+    if not config.sections:
+        lines.append(_("no tasks"))
+        return "\n".join(lines)
     rows = [COLUMNS] + [_cells(section, row) for section, row
                         in zip(config.sections, report["tasks"])]  # type: ignore[call-overload]
     widths = [max(len(row[column]) for row in rows) for column in range(len(COLUMNS) - 1)]

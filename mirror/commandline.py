@@ -25,11 +25,12 @@ _HOST = re.compile(_USER + r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9
 _RSYNC_URL = re.compile(
     r"rsync://" + _USER + r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]+)?(?:/.*)?")
 UPSTREAM_FORMS = ("a host name (mirror.example.org), an rsync://host/module/ URL, "
-                  "or an absolute path")
+                  "an absolute path, or a path starting with ./ relative to the config file")
 
 
 def check_upstream(upstream: str) -> None:
-    """Accept a host, an ``rsync://`` URL or an absolute local path.
+    """Accept a host, an ``rsync://`` URL or an absolute local path (the loader has already
+    made ``./`` and ``../`` paths absolute).
 
     Raises:
         ValueError: *upstream* is none of them.

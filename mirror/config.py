@@ -32,6 +32,7 @@ from mirror.task import (
 )
 from mirror.textdecode import decode_config_bytes
 from mirror.values import (
+    check_subdirectory,
     check_task_name,
     parse_bool,
     parse_emails,
@@ -247,7 +248,7 @@ def _entries_by_key(section: Section, known: tuple[str, ...],
 
 
 def _absolute(path: str, base_dir: Path) -> str:
-    return os.path.normpath(os.path.join(base_dir, os.path.expanduser(path)))
+    return os.path.abspath(os.path.join(base_dir, os.path.expanduser(path)))
 
 
 def _read_general(section: Section, issues: IssueCollector, base_dir: Path) -> GeneralSettings:
@@ -353,7 +354,8 @@ class _TaskValidator:
                 else "twostage is on: give the first stage's arguments"))
             if entry:
                 firststage = entry.value
-                self._convert(section, entry, parse_words, entry.value)
+                check = parse_words if task_type == SIMPLE else check_subdirectory
+                self._convert(section, entry, check, entry.value)
         upstreams: tuple[str, ...] = ()
         rsyncdir = ""
         localdir = None
@@ -382,11 +384,16 @@ class _TaskValidator:
         found = [entry for entry in entries.get(UPSTREAM, []) if entry.value]
         if not found:
             self._error(section, None, _("missing required key '{key}' (one line per upstream: "
-                        "a host, an rsync://host/module/ URL, or an absolute path)").format(
+                        "a host, an rsync://host/module/ URL, or a local path)").format(
                             key=UPSTREAM), UPSTREAM)
+        upstreams = []
         for entry in found:
-            self._convert(section, entry, check_upstream, entry.value)
-        return tuple(entry.value for entry in found)
+            value = entry.value
+            if value.startswith(("./", "../")):  # a local tree beside the config file
+                value = _absolute(value, self.base_dir)
+            self._convert(section, entry, check_upstream, value)
+            upstreams.append(value)
+        return tuple(upstreams)
 
     def _priority(self, section: Section, entries: dict[str, list[Entry]]) -> int:
         found = entries.get("priority")

@@ -16,15 +16,18 @@ not, the minute field means ``0`` (``* */2 * * *`` runs every two hours at :00).
 """
 from __future__ import annotations
 
-import calendar
+import functools
+import math
 import re
+import time
 from bisect import bisect_left
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone, tzinfo
+from datetime import date, datetime, timedelta, tzinfo
 
 from croniter import croniter
 
 from mirror.i18n import _
+from mirror.zoneoffsets import OFFSET_REACH, ZoneOffsets, offsets_for
 
 MACROS = {
     "@yearly": "0 0 1 1 *",
@@ -43,10 +46,18 @@ FIELD_HELP = (
 )
 # Larger than any real-world UTC offset change (DST is 1h, Lord Howe 30m,
 # historical double summer time 2h).
-MAX_SHIFT = timedelta(hours=3)
+MAX_SHIFT = 3 * 3600
 SEARCH_YEARS = 60
 LAST = -1  # "L" as an occurrence of a weekday in its month
 _MINUTE = timedelta(minutes=1)
+_EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_DAYS_IN_MONTH = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _days_in_month(year: int, month: int) -> int:
+    if month == 2 and year % 4 == 0 and (year % 100 != 0 or year % 400 == 0):
+        return 29
+    return _DAYS_IN_MONTH[month]
 
 
 MONTH_NAMES = {name: number for number, name in enumerate(
@@ -106,7 +117,7 @@ class CronSchedule:
 
     @classmethod
     def parse(cls, text: str) -> CronSchedule:
-        """Parse a ``time`` value.
+        """Parse a ``time`` value (schedules are immutable, so equal texts share one).
 
         Args:
             text: the value as written, e.g. ``10 0,6,13,20 * * *`` or ``@daily``.
@@ -118,7 +129,10 @@ class CronSchedule:
             ValueError: the text is not an expression of the dialect, or it
                 can never match; the message says what is allowed.
         """
-        written = " ".join(text.split())
+        return _parse_cached(" ".join(text.split()))
+
+    @classmethod
+    def _parse_uncached(cls, written: str) -> CronSchedule:
         fields = MACROS.get(written.lower(), written).split()
         if written.startswith("@") and written.lower() not in MACROS:
             raise ValueError(_("unknown macro '{text}' ({allowed})").format(
@@ -190,11 +204,13 @@ class CronSchedule:
         """
         if day.month not in self.months:
             return False
-        days_in_month = calendar.monthrange(day.year, day.month)[1]
-        return self._day_matches(day.year, day.month, day.day, days_in_month)
+        return self._day_matches(day.year, day.month, day.day,
+                                 _days_in_month(day.year, day.month))
 
     def _day_matches(self, year: int, month: int, day: int, days_in_month: int) -> bool:
         dom_ok = day in self.days or (self.last_day_of_month and day == days_in_month)
+        if not self.dow_restricted:
+            return dom_ok
         weekday = (date(year, month, day).weekday() + 1) % 7
         dow_ok = weekday in self.weekdays
         for nth_day, occurrences in self.nth_weekdays:
@@ -213,8 +229,16 @@ class CronSchedule:
         """
         if start.second or start.microsecond:
             start = start.replace(second=0, microsecond=0) + _MINUTE
-        year, month, day = start.year, start.month, start.day
-        hour, minute = start.hour, start.minute
+        return datetime(*self._match_fields(
+            start.year, start.month, start.day, start.hour, start.minute))
+
+    def _match_fields(self, year: int, month: int, day: int, hour: int,
+                      minute: int) -> tuple[int, int, int, int, int]:
+        """The first matching (year, month, day, hour, minute) at or after the given one.
+
+        Raises:
+            LookupError: nothing matches within SEARCH_YEARS years.
+        """
         last_year = year + SEARCH_YEARS
         while year <= last_year:
             if month not in self.months:
@@ -225,7 +249,7 @@ class CronSchedule:
                     month = self.months[index]
                 day, hour, minute = 1, 0, 0
                 continue
-            days_in_month = calendar.monthrange(year, month)[1]
+            days_in_month = _days_in_month(year, month)
             if day > days_in_month:
                 year, month = (year + 1, 1) if month == 12 else (year, month + 1)
                 day, hour, minute = 1, 0, 0
@@ -243,7 +267,7 @@ class CronSchedule:
             if index == len(self.minutes):
                 hour, minute = hour + 1, 0
                 continue
-            return datetime(year, month, day, hour, self.minutes[index])
+            return year, month, day, hour, self.minutes[index]
         raise LookupError(self.expression)
 
     def next_after(self, after: datetime, zone: tzinfo) -> datetime:
@@ -261,57 +285,58 @@ class CronSchedule:
         """
         if after.tzinfo is None:
             raise ValueError("next_after needs an aware datetime")
+        return datetime.fromtimestamp(self.next_instant(after.timestamp(), offsets_for(zone)), zone)
+
+    def next_instant(self, after: float, offsets: ZoneOffsets) -> int:
+        """Return the epoch second of the first run strictly after the epoch instant *after*."""
+        offset = offsets.stable_offset(after - 2 * OFFSET_REACH, after + 2 * OFFSET_REACH)
+        if offset is not None:
+            # Fast path: no offset change anywhere near, so a wall time within
+            # OFFSET_REACH of *after* maps to exactly one instant.
+            wall = self._next_wall(math.floor(after + offset) // 60 * 60 + 60)
+            if after - OFFSET_REACH <= wall <= after + OFFSET_REACH:
+                return wall - offset
         # Near an offset change the instants of consecutive wall times are not
         # in order, so every wall time that could map past *after* is examined.
-        near_change = (after - MAX_SHIFT).astimezone(zone).utcoffset() != (
-            after + MAX_SHIFT).astimezone(zone).utcoffset()
-        if near_change:
-            wall = (after - MAX_SHIFT).astimezone(zone).replace(tzinfo=None)
+        offset = offsets.stable_offset(after - MAX_SHIFT, after + MAX_SHIFT)
+        near_change = offset is None
+        if offset is None:
+            earliest = math.floor(after) - MAX_SHIFT
+            wall = earliest + offsets.offset_at(earliest)
         else:
-            wall = after.astimezone(zone).replace(tzinfo=None, second=0, microsecond=0) + _MINUTE
-        after_utc = after.astimezone(timezone.utc)
-        best: datetime | None = None
-        wall_limit: datetime | None = None
+            wall = math.floor(after + offset) // 60 * 60 + 60
+        best: int | None = None
+        wall_limit = 0
         while True:
-            wall = self.next_wall_match(wall)
-            if best is not None and wall_limit is not None and wall > wall_limit:
-                return best.astimezone(zone)
-            for instant in self._instants(wall, zone):
-                if instant > after_utc and (best is None or instant < best):
+            wall = self._next_wall(wall)
+            if best is not None and wall > wall_limit:
+                return best
+            for instant in self._run_instants(wall, offsets):
+                if instant > after and (best is None or instant < best):
                     best = instant
-                    wall_limit = best.astimezone(zone).replace(tzinfo=None) + MAX_SHIFT
+                    wall_limit = best + offsets.offset_at(best) + MAX_SHIFT
             if best is not None and not near_change:
-                return best.astimezone(zone)
-            wall += _MINUTE
+                return best
+            wall += 60
 
-    def _instants(self, wall: datetime, zone: tzinfo) -> list[datetime]:
-        """The instants (aware, in UTC) at which wall time *wall* runs."""
-        # Aware datetimes sharing a tzinfo compare by wall time, ignoring fold,
-        # so everything is compared in UTC.
-        first = wall.replace(tzinfo=zone).astimezone(timezone.utc)
-        second = wall.replace(tzinfo=zone, fold=1).astimezone(timezone.utc)
-        if first == second:
-            return [first]
-        if first.astimezone(zone).replace(tzinfo=None) == wall:
-            # The wall time happens twice (fall back).
-            return [first, second] if self.hour_has_star else [first]
-        return [_end_of_gap(wall, zone)]
+    def _next_wall(self, wall: int) -> int:
+        """next_wall_match on local seconds since the epoch (minute-aligned, inclusive)."""
+        fields = time.gmtime(wall)
+        year, month, day, hour, minute = self._match_fields(
+            fields.tm_year, fields.tm_mon, fields.tm_mday, fields.tm_hour, fields.tm_min)
+        days = date(year, month, day).toordinal() - _EPOCH_ORDINAL
+        return days * 86400 + hour * 3600 + minute * 60
+
+    def _run_instants(self, wall: int, offsets: ZoneOffsets) -> list[int]:
+        """The instants at which the task runs for the matching wall time *wall*."""
+        instants, gap_end = offsets.instants_of_wall(wall)
+        if gap_end is not None:
+            return [gap_end]
+        return instants if self.hour_has_star else instants[:1]
 
 
-def _end_of_gap(wall: datetime, zone: tzinfo) -> datetime:
-    """Return the first valid instant (in UTC) after the spring-forward gap that holds *wall*."""
-    # PEP 495: inside a gap, fold=0 reads the wall time with the offset from
-    # before the change and fold=1 with the offset from after it, so the
-    # change lies between the two readings.
-    low = wall.replace(tzinfo=zone, fold=1).astimezone(timezone.utc)
-    high = wall.replace(tzinfo=zone, fold=0).astimezone(timezone.utc)
-    if low > high:
-        low, high = high, low
-    old_offset = low.astimezone(zone).utcoffset()
-    while high - low > timedelta(seconds=1):
-        middle = low + (high - low) / 2
-        if middle.astimezone(zone).utcoffset() == old_offset:
-            low = middle
-        else:
-            high = middle
-    return high.replace(microsecond=0)
+@functools.lru_cache(maxsize=4096)
+def _parse_cached(written: str) -> CronSchedule:
+    # A config of a thousand tasks typically uses a few dozen distinct
+    # expressions; croniter's validation dominates the cost of a parse.
+    return CronSchedule._parse_uncached(written)

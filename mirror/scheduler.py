@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone, tzinfo
+from datetime import tzinfo
 
 from mirror.i18n import _
 from mirror.policy import DELAY_SECONDS, Conditions, refusal
 from mirror.task import GeneralSettings, TaskSpec
 from mirror.taskqueue import RETRY, RUN, SYSTEM, TIMEOUT, QueueEntry, TaskQueue
+from mirror.zoneoffsets import offsets_for
 
 START = "start"
 SKIP = "skip"
@@ -48,6 +49,7 @@ class Scheduler:
                  now: float) -> None:
         self.general = general
         self.zone = zone
+        self.offsets = offsets_for(zone)
         self.queue = TaskQueue()
         self.tasks: dict[str, TaskSpec] = {}
         self.running: set[str] = set()
@@ -58,8 +60,7 @@ class Scheduler:
 
     def next_scheduled(self, task: TaskSpec, after: float) -> float:
         """The task's first scheduled time strictly after *after* (epoch seconds)."""
-        instant = datetime.fromtimestamp(after, timezone.utc)
-        return task.schedule.next_after(instant, self.zone).timestamp()
+        return task.schedule.next_instant(after, self.offsets)
 
     def seconds_until_next(self, now: float) -> float | None:
         """How long the caller may sleep: 0 if something is due, None if the queue is empty."""

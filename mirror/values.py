@@ -92,6 +92,18 @@ def parse_words(text: str) -> tuple[str, ...]:
             from None
 
 
+def check_subdirectory(path: str) -> None:
+    """Accept a relative directory that stays inside its parent (``pool``, ``a/b``).
+
+    Raises:
+        ValueError: *path* is absolute or climbs out with ``..``.
+    """
+    parts = path.strip().strip("/").split("/")
+    if path.strip().startswith("/") or ".." in parts or parts == [""]:
+        raise ValueError(_("'{path}' is not a directory inside rsyncdir (use a relative path "
+                           "such as pool)").format(path=path))
+
+
 def check_task_name(name: str) -> None:
     """Accept a name safe in file names: letters, digits, ``.``, ``_``, ``-``; not ``.`` or ``..``.
 

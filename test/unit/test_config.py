@@ -67,12 +67,18 @@ def test_relative_paths_are_relative_to_the_file(tmp_path):
     (tmp_path / "conf").mkdir()
     (tmp_path / "conf" / "sync.sh").write_text("#!/bin/sh\n")
     (tmp_path / "conf" / "sync.sh").chmod(0o755)
-    path = write(tmp_path / "conf", "[general]\n[a]\ntype = simple\ncommand = ./sync.sh\n"
-                                    "time = @daily\nlocaldir = ../data\n")
+    path = write(tmp_path / "conf", "[general]\nlogdir = log\n[a]\ntype = simple\n"
+                                    "command = ./sync.sh\ntime = @daily\nlocaldir = ../data\n"
+                                    "[b]\nupstream[] = ./upstream\nupstream[] = ../up2\n"
+                                    "time = @daily\nrsyncdir = tree\nlocaldir = mirror/tree\n")
     config = load_config(locate_config(str(path)))
     assert messages(config) == []
-    assert config.tasks[0].command == str(tmp_path / "conf" / "sync.sh")
-    assert config.tasks[0].localdir == str(tmp_path / "data")
+    simple, rsync = config.tasks
+    assert simple.command == str(tmp_path / "conf" / "sync.sh")
+    assert simple.localdir == str(tmp_path / "data")
+    assert rsync.upstreams == (str(tmp_path / "conf" / "upstream"), str(tmp_path / "up2"))
+    assert rsync.localdir == str(tmp_path / "conf" / "mirror" / "tree")
+    assert config.general.logdir == str(tmp_path / "conf" / "log") + "/"
 
 
 def test_keys_are_case_insensitive_and_inline_comments_stripped(tmp_path):
@@ -96,6 +102,7 @@ def test_a_task_with_an_error_is_not_scheduled_but_the_others_are(tmp_path):
     ("priority = high", 9, "debian", "priority", "'high' is not a whole number"),
     ("twostage = maybe", 9, "debian", "twostage", "not a yes/no value"),
     ("twostage = 1", 3, "debian", "firststage", "missing required key 'firststage'"),
+    ("twostage = 1\nfirststage = ../etc", 10, "debian", "firststage", "not a directory inside"),
     ("type = ftp", 9, "debian", "type", "'ftp' is not a task type (use rsync or simple"),
     ("command = no-such-command-here", 9, "debian", "command", "not found on PATH"),
     ("command = ./missing.sh", 9, "debian", "command", "is not an executable file"),
