@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The ``mirrord`` command line: argument parsing and exit codes, no daemon logic.
+"""The ``mirrord`` command line: argument parsing, client commands and exit codes.
 
-Exit codes: 0 success, 1 the config (or the request) has errors, 2 bad usage.
+Exit codes: 0 success, 1 the config or the request failed (or no daemon runs),
+2 bad usage. Daemon logic lives in mirror.daemon and mirror.lifecycle.
 """
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ from mirror.i18n import _
 EXIT_OK = 0
 EXIT_ERRORS = 1
 EXIT_USAGE = 2
+LEVEL_CHOICES = ("none", "debug", "info", "warning", "error", "critical")
+STOP_WAIT_SECONDS = 120
 
 
 def parse_since(text: str) -> datetime:
@@ -46,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser for ``mirrord``."""
     parser = argparse.ArgumentParser(
         prog="mirrord",
-        description=_("Keep an open-source mirror site in sync with its upstreams."),
+        description=_("Keep an open-source mirror site in sync with its upstreams. Without an "
+                      "action, start the daemon."),
     )
     parser.add_argument("-v", "--version", action="version", version=f"mirrord {__version__}",
                         help=_("print the version and exit"))
@@ -54,13 +58,54 @@ def build_parser() -> argparse.ArgumentParser:
                         help=_("config directory (holding mirror.ini and plugin.ini) or the "
                                "mirror.ini file; default /etc/mirror, else "
                                "$XDG_CONFIG_HOME/mirror"))
-    parser.add_argument("--check", action="store_true",
+    parser.add_argument("-P", "--pidfile", metavar="PIDFILE",
+                        help=_("pidfile; the control socket mirrord.sock sits beside it "
+                               "(default: mirrord.pid in the config directory)"))
+    actions = parser.add_argument_group(_("actions (at most one; none starts the daemon)"))
+    chosen = actions.add_mutually_exclusive_group()
+    chosen.add_argument("--check", action="store_true",
                         help=_("check the config and show what would run when, then exit"))
-    parser.add_argument("--json", action="store_true",
-                        help=_("with --check: print one JSON object instead of a table"))
-    parser.add_argument("--since", type=parse_since, metavar="ISO-8601",
-                        help=_("with --check: compute next runs after this instant instead of now"))
+    chosen.add_argument("-t", "--queue", action="store_true",
+                        help=_("show the running daemon's queue in due order"))
+    chosen.add_argument("--status", action="store_true",
+                        help=_("show every task's state, last result and next run"))
+    chosen.add_argument("--run", metavar="NAME", help=_("start task NAME now"))
+    chosen.add_argument("--cancel", metavar="NAME", help=_("end task NAME's running sync"))
+    chosen.add_argument("-s", "--signal", choices=("stop", "reload"),
+                        help=_("stop the daemon (waiting until it has exited) or reload its "
+                               "config"))
+    modifiers = parser.add_argument_group(_("with an action"))
+    modifiers.add_argument("--json", action="store_true",
+                           help=_("with --check, -t or --status: print one JSON object"))
+    modifiers.add_argument("--since", type=parse_since, metavar="ISO-8601",
+                           help=_("with --check: compute next runs after this instant"))
+    modifiers.add_argument("--wait", action="store_true",
+                           help=_("with --run: wait until the run ends; exit 0 only on success"))
+    daemon = parser.add_argument_group(_("daemon"))
+    daemon.add_argument("-D", "--foreground", action="store_true",
+                        help=_("stay in the foreground (for systemd)"))
+    daemon.add_argument("-l", "--logfile", metavar="LOGFILE",
+                        help=_("daemon log (default /var/log/mirrord/mirrord.log); reopened "
+                               "when logrotate moves it"))
+    daemon.add_argument("-L", "--loglevel", choices=LEVEL_CHOICES, default="info",
+                        help=_("log level (default info)"))
+    daemon.add_argument("-q", "--quiet", action="store_true", help=_("same as -L none"))
+    daemon.add_argument("-r", "--append", action="store_true",
+                        help=_("append to the log instead of truncating it"))
+    daemon.add_argument("-u", "--user", help=_("when started as root, run as USER"))
+    daemon.add_argument("-g", "--group", help=_("when started as root, run as GROUP"))
+    daemon.add_argument("--profile", action="store_true",
+                        help=_("write cProfile statistics beside the pidfile on exit"))
     return parser
+
+
+def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.json and not (args.check or args.queue or args.status):
+        parser.error(_("--json goes with --check, -t or --status"))
+    if args.since and not args.check:
+        parser.error(_("--since goes with --check"))
+    if args.wait and not args.run:
+        parser.error(_("--wait goes with --run"))
 
 
 def run_check(config_option: str | None, as_json: bool, since: datetime | None) -> int:
@@ -79,17 +124,40 @@ def run_check(config_option: str | None, as_json: bool, since: datetime | None) 
     return EXIT_ERRORS if config.errors else EXIT_OK
 
 
+def start_daemon(args: argparse.Namespace) -> int:
+    """Load the config and run the daemon; problems before detaching exit 1 with a message."""
+    from mirror.config import load_config, locate_config
+    from mirror.lifecycle import DaemonOptions, StartupError, run_daemon
+    from mirror.pidfile import AlreadyRunning
+
+    location = locate_config(args.config)
+    config = load_config(location)
+    for issue in config.issues:
+        print(f"mirrord: {issue.severity}: {issue}", file=sys.stderr)
+    options = DaemonOptions(foreground=args.foreground, logfile=args.logfile,
+                            level="none" if args.quiet else args.loglevel, append=args.append,
+                            pidfile=args.pidfile, user=args.user, group=args.group,
+                            profile=args.profile)
+    try:
+        return run_daemon(location, config, options)
+    except (StartupError, AlreadyRunning) as problem:
+        print(f"mirrord: {problem}", file=sys.stderr)
+        return EXIT_ERRORS
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``mirrord``; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    if (args.json or args.since) and not args.check:
-        parser.error(_("--json and --since go with --check"))
-    if not args.check:
-        parser.error(_("no action given: use --check to check a config "
-                       "(see mirrord --help)"))
+    _validate(parser, args)
     try:
-        return run_check(args.config, args.json, args.since)
+        if args.check:
+            return run_check(args.config, args.json, args.since)
+        if args.queue or args.status or args.run or args.cancel or args.signal:
+            from mirror.client import run_client
+
+            return run_client(args)
+        return start_daemon(args)
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -36,6 +36,7 @@ from mirror.values import (
     check_task_name,
     parse_bool,
     parse_emails,
+    parse_exit_codes,
     parse_int,
     parse_non_negative_float,
     parse_non_negative_int,
@@ -48,9 +49,11 @@ MIRROR_INI = "mirror.ini"
 PLUGIN_INI = "plugin.ini"
 SYSTEM_CONFIG_DIR = "/etc/mirror"
 UPSTREAM = "upstream[]"
-GENERAL_KEYS = ("emails", "loadlimit", "httpconn", "httpports", "logdir", "maxtasks")
+GENERAL_KEYS = ("emails", "loadlimit", "httpconn", "httpports", "logdir", "maxtasks",
+                "successcodes", "killgrace", "statefile")
 TASK_KEYS = ("type", "enabled", UPSTREAM, "command", "time", "rsyncdir", "localdir", "args",
-             "exclude", "twostage", "firststage", "timeout", "priority", "autoretry")
+             "exclude", "twostage", "firststage", "timeout", "priority", "autoretry",
+             "successcodes")
 RSYNC_ONLY_KEYS = (UPSTREAM, "rsyncdir", "exclude")
 MAX_FILE_BYTES = 16 * 1024 * 1024
 
@@ -259,6 +262,9 @@ def _read_general(section: Section, issues: IssueCollector, base_dir: Path) -> G
         "httpports": parse_ports,
         "logdir": lambda value: _absolute(value, base_dir) + os.sep,
         "maxtasks": parse_non_negative_int,
+        "successcodes": parse_exit_codes,
+        "killgrace": parse_duration,
+        "statefile": lambda value: _absolute(value, base_dir),
     }
     values: dict[str, object] = {}
     for key, entries in _entries_by_key(section, GENERAL_KEYS, issues).items():
@@ -346,6 +352,7 @@ class _TaskValidator:
         default_args = DEFAULT_RSYNC_ARGS if task_type == RSYNC else ""
         args = self._value(section, entries, "args", parse_words, parse_words(default_args))
         exclude = self._value(section, entries, "exclude", parse_words, ())
+        successcodes = self._value(section, entries, "successcodes", parse_exit_codes, ())
         twostage = self._value(section, entries, "twostage", parse_bool, False)
         firststage = None
         if twostage:
@@ -377,7 +384,8 @@ class _TaskValidator:
             schedule=schedule, command=command, priority=priority, timeout=timeout or 0,
             autoretry=autoretry or 0, args=args or (), exclude=exclude or (),
             twostage=bool(twostage), firststage=firststage, upstreams=upstreams,
-            rsyncdir=rsyncdir, localdir=localdir, line=section.line,
+            rsyncdir=rsyncdir, localdir=localdir, successcodes=successcodes or (),
+            line=section.line,
         )
 
     def _upstreams(self, section: Section, entries: dict[str, list[Entry]]) -> tuple[str, ...]:

@@ -21,6 +21,7 @@ from mirror.zoneoffsets import offsets_for
 START = "start"
 SKIP = "skip"
 DELAY = "delay"
+WAIT = "wait"
 EXPIRE = "timeout"
 SYSTEM_DUE = "system"
 
@@ -30,8 +31,9 @@ class Decision:
     """What the core decided about one due entry.
 
     ``action`` is START (run the task now), SKIP (it is still running), DELAY
-    (admission refused it), EXPIRE (its timeout passed: kill it) or SYSTEM (a
-    system entry is due). ``next_due`` is when the task is looked at again.
+    (admission refused it), WAIT (another task is writing its localdir; it
+    starts when that one ends), EXPIRE (its timeout passed: kill it) or SYSTEM
+    (a system entry is due). ``next_due`` is when the task is looked at again.
     """
 
     action: str
@@ -53,6 +55,11 @@ class Scheduler:
         self.queue = TaskQueue()
         self.tasks: dict[str, TaskSpec] = {}
         self.running: set[str] = set()
+        # Removed by a reload while running: kept until the run ends, then forgotten.
+        self.retired: dict[str, TaskSpec] = {}
+        # localdir → the running task writing it; and who waits for it to finish.
+        self._writers: dict[str, str] = {}
+        self._waiting: dict[str, list[str]] = {}
         for task in tasks:
             self.tasks[task.name] = task
             if task.enabled:
@@ -100,6 +107,14 @@ class Scheduler:
                 return None
             return Decision(SKIP, task.name, entry.kind, entry.due,
                             _("still running; next run at its next scheduled time"), scheduled)
+        writer = self.writer_of(task)
+        if writer is not None:
+            waiting = self._waiting.setdefault(writer, [])
+            if task.name not in waiting:
+                waiting.append(task.name)
+            return Decision(WAIT, task.name, entry.kind, entry.due,
+                            _("{other} is writing {localdir}; starts when it ends").format(
+                                other=writer, localdir=task.localdir), None)
         current = Conditions(conditions.load, conditions.http_connections, len(self.running))
         reason = refusal(task.priority, current, self.general)
         if reason is not None:
@@ -111,20 +126,36 @@ class Scheduler:
         self._mark_started(task, now)
         return Decision(START, task.name, entry.kind, entry.due, next_due=scheduled)
 
+    def writer_of(self, task: TaskSpec) -> str | None:
+        """The other running task that writes *task*'s localdir, if any."""
+        if task.localdir is None:
+            return None
+        writer = self._writers.get(task.localdir)
+        return writer if writer != task.name else None
+
     def start_now(self, name: str, now: float) -> None:
         """Record a run started outside the schedule (an admin's ``--run``).
 
+        Schedules and load limits do not apply, but a task never runs twice at
+        once and never writes a localdir another running task writes.
+
         Raises:
             KeyError: *name* is not a known task.
-            ValueError: the task is already running.
+            ValueError: the task is already running, or its localdir is busy.
         """
         task = self.tasks[name]
         if name in self.running:
             raise ValueError(_("{name} is already running").format(name=name))
+        writer = self.writer_of(task)
+        if writer is not None:
+            raise ValueError(_("{other} is running and writes the same localdir {localdir}")
+                             .format(other=writer, localdir=task.localdir))
         self._mark_started(task, now)
 
     def _mark_started(self, task: TaskSpec, now: float) -> None:
         self.running.add(task.name)
+        if task.localdir is not None:
+            self._writers[task.localdir] = task.name
         self.queue.cancel(RETRY, task.name)
         if task.timeout:
             self.queue.push(now + task.timeout, task.priority, TIMEOUT, task.name)
@@ -140,6 +171,13 @@ class Scheduler:
         """
         self.running.discard(name)
         self.queue.cancel(TIMEOUT, name)
+        ended = self.retired.pop(name, None) or self.tasks.get(name)
+        if ended is not None and ended.localdir is not None \
+                and self._writers.get(ended.localdir) == name:
+            del self._writers[ended.localdir]
+        for waiting in self._waiting.pop(name, []):
+            if waiting in self.tasks and waiting not in self.running:
+                self.queue.push(now, self.tasks[waiting].priority, RUN, waiting)
         task = self.tasks.get(name)
         if task is None or succeeded or not task.autoretry:
             return None
@@ -153,6 +191,45 @@ class Scheduler:
     def schedule_system(self, name: str, due: float, priority: int = 1) -> None:
         """Queue a system entry (an internal job such as log cleaning) at *due*."""
         self.queue.push(due, priority, SYSTEM, name)
+
+    def reload(self, tasks: Iterable[TaskSpec], general: GeneralSettings, now: float) -> None:
+        """Apply a new config without touching running processes.
+
+        New tasks are queued; removed tasks leave the queue (a running one
+        finishes and is then forgotten); a changed task takes effect from its
+        next run (its running process keeps the settings it started with).
+        """
+        new = {task.name: task for task in tasks}
+        for name, old in self.tasks.items():
+            if name not in new:
+                for kind in (RUN, RETRY):
+                    self.queue.cancel(kind, name)
+                if name in self.running:
+                    self.retired[name] = old
+        self.general = general
+        old_tasks, self.tasks = self.tasks, new
+        for name, task in new.items():
+            before = old_tasks.get(name)
+            if not task.enabled:
+                self.queue.cancel(RUN, name)
+                self.queue.cancel(RETRY, name)
+            elif before is None or not before.enabled or before.time != task.time \
+                    or self.queue.get(RUN, name) is None:
+                self._queue_next_run(task, now)
+            elif before.priority != task.priority:
+                entry = self.queue.get(RUN, name)
+                self.queue.push(entry.due, task.priority, RUN, name)  # type: ignore[union-attr]
+
+    def clock_jumped(self, delta: float) -> None:
+        """The wall clock moved by *delta* seconds more than real time did.
+
+        Timeouts and retries are durations, so they move with it; scheduled
+        runs are wall times and stay. A run due in a skipped stretch therefore
+        starts at once (once), and none runs twice after a step back.
+        """
+        for entry in self.queue.entries():
+            if entry.kind in (TIMEOUT, RETRY):
+                self.queue.push(entry.due + delta, entry.priority, entry.kind, entry.name)
 
     def _queue_next_run(self, task: TaskSpec, now: float) -> None:
         self.queue.push(self.next_scheduled(task, now), task.priority, RUN, task.name)

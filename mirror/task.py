@@ -11,6 +11,7 @@ SIMPLE = "simple"
 TASK_TYPES = (RSYNC, SIMPLE)
 PRIORITY_HIGHEST = 1
 PRIORITY_LOWEST = 10
+RSYNC_VANISHED = 24
 DEFAULT_RSYNC_ARGS = "--links --hard-links --times --verbose --delete --recursive"
 
 
@@ -24,6 +25,9 @@ class GeneralSettings:
     httpports: tuple[int, ...] = (80, 443)
     logdir: str = "/var/log/rsync/"
     maxtasks: int = 10
+    successcodes: tuple[int, ...] = ()
+    killgrace: int = 30
+    statefile: str | None = None
 
 
 @dataclass(frozen=True)
@@ -46,4 +50,17 @@ class TaskSpec:
     upstreams: tuple[str, ...] = ()
     rsyncdir: str = ""
     localdir: str | None = None
+    successcodes: tuple[int, ...] = ()
     line: int = 0
+
+    def succeeded(self, exit_code: int | None, general: GeneralSettings) -> bool:
+        """Whether a stage that exited with *exit_code* (None: killed by a signal) succeeded.
+
+        0 always does; so do the codes in ``successcodes`` of the task and of
+        [general], and, for rsync tasks, 24 (some source files vanished).
+        """
+        if exit_code is None:
+            return False
+        return (exit_code == 0 or exit_code in self.successcodes
+                or exit_code in general.successcodes
+                or (self.type == RSYNC and exit_code == RSYNC_VANISHED))

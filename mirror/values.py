@@ -72,6 +72,17 @@ def parse_ports(text: str) -> tuple[int, ...]:
     return tuple(ports)
 
 
+def parse_exit_codes(text: str) -> tuple[int, ...]:
+    """A comma- or space-separated list of exit codes 0-255."""
+    codes = []
+    for item in split_list(text):
+        if not re.fullmatch(r"[0-9]+", item) or int(item) > 255:
+            raise ValueError(_("'{item}' is not an exit code (use numbers 0-255, separated by "
+                               "commas, e.g. 23,24)").format(item=item))
+        codes.append(int(item))
+    return tuple(codes)
+
+
 def parse_emails(text: str) -> tuple[str, ...]:
     """A comma- or space-separated list of e-mail addresses."""
     addresses = split_list(text)

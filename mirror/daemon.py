@@ -1,0 +1,368 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""MirrorDaemon: the single-threaded loop that runs syncs on time.
+
+The loop sleeps in one selector until a signal (through the wakeup pipe), a
+control request, the wall-clock timer of the next due entry, or the end of a
+kill grace period. Signal handlers only record; the loop does the work.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import selectors
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import tzinfo
+
+from mirror.commandline import stage_argvs
+from mirror.config import ConfigLocation, MirrorConfig, load_config
+from mirror.control import Connection, ControlServer, error
+from mirror.i18n import _
+from mirror.process import describe_status, group_alive, reap, signal_group, spawn
+from mirror.runs import MANUAL, Run, append_line, footer_line, header_line, log_path_for, open_log
+from mirror.scheduler import DELAY, EXPIRE, SKIP, START, WAIT, Scheduler
+from mirror.state import CANCELLED, FAILED, KILLED, SUCCESS, TIMEOUT, StateStore, TaskState
+from mirror.status import queue_snapshot, status_snapshot, task_status
+from mirror.sysinfo import SystemProbe
+from mirror.task import RSYNC
+from mirror.wallclock import CLOCK_SET, WallTimer
+
+log = logging.getLogger(__name__)
+
+CLOCK_JUMP_TOLERANCE = 2.0  # seconds of disagreement between wall and monotonic time
+
+
+@dataclass
+class DaemonPaths:
+    """Files the daemon owns."""
+
+    pidfile: str
+    socket: str
+    statefile: str
+
+
+class MirrorDaemon:
+    """Owns the scheduling core, the running children, the state and the control socket."""
+
+    def __init__(self, location: ConfigLocation, config: MirrorConfig, paths: DaemonPaths,
+                 zone: tzinfo, probe: SystemProbe | None = None,
+                 wall: Callable[[], float] = time.time,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
+        self.location = location
+        self.config = config
+        self.paths = paths
+        self.zone = zone
+        self.probe = probe or SystemProbe()
+        self.wall = wall
+        self.monotonic = monotonic
+        self.core = Scheduler(config.tasks, config.general, zone, wall())
+        self.store = StateStore(paths.statefile)
+        self.states: dict[str, TaskState] = self.store.load()
+        self.runs: dict[str, Run] = {}
+        self.pids: dict[int, str] = {}
+        self.kill_deadlines: dict[int, float] = {}  # process group → monotonic deadline
+        self.stopping = False
+        self.control = ControlServer(paths.socket, self.handle_request)
+        # Created in serve(), after detaching closed every other descriptor.
+        self.selector: selectors.BaseSelector
+        self.timer: WallTimer
+        self._clock_offset = wall() - monotonic()
+
+    # --- the loop -----------------------------------------------------------------------
+
+    def serve(self, signals_fd: int, drain_signals: Callable[[], list[int]]) -> None:
+        """Run until stopped and every child is reaped.
+
+        Args:
+            signals_fd: the read end of the signal wakeup pipe.
+            drain_signals: returns the signal numbers received since the last call.
+        """
+        self.selector = selectors.DefaultSelector()
+        self.timer = WallTimer()
+        self.selector.register(signals_fd, selectors.EVENT_READ, None)
+        if self.timer.fd is not None:
+            self.selector.register(self.timer.fd, selectors.EVENT_READ, self._on_timer)
+        self.control.attach(self.selector)
+        log.info("mirrord started: %d tasks, %d enabled", len(self.core.tasks),
+                 sum(1 for task in self.core.tasks.values() if task.enabled))
+        while True:
+            self._notice_clock_jump()
+            self._kill_overdue_groups()
+            if not self.stopping:
+                self._scheduling_pass()
+            if self.stopping and not self.runs and not self.kill_deadlines:
+                break
+            for key, mask in self.selector.select(self._sleep_seconds()):
+                if key.fd == signals_fd:
+                    for signum in drain_signals():
+                        self.handle_signal(signum)
+                else:
+                    key.data(mask)
+        self._shut_down()
+
+    def _sleep_seconds(self) -> float | None:
+        """How long select may block; None means until something happens."""
+        limits = []
+        if self.kill_deadlines:
+            limits.append(min(self.kill_deadlines.values()) - self.monotonic())
+        if not self.stopping:
+            wait = self.core.seconds_until_next(self.wall())
+            head = self.core.queue.peek()
+            if self.timer.fd is not None:
+                self.timer.arm(head.due if head else None)
+            elif wait is not None:
+                limits.append(wait)
+        return max(0.0, min(limits)) if limits else None
+
+    def _on_timer(self, _mask: int) -> None:
+        if self.timer.read() == CLOCK_SET:
+            log.info("the wall clock was set")
+
+    def _notice_clock_jump(self) -> None:
+        offset = self.wall() - self.monotonic()
+        delta = offset - self._clock_offset
+        self._clock_offset = offset
+        if abs(delta) > CLOCK_JUMP_TOLERANCE:
+            log.warning("the wall clock jumped by %+.0f s; timeouts and retries move with it, "
+                        "scheduled runs keep their wall times", delta)
+            self.core.clock_jumped(delta)
+
+    # --- signals ------------------------------------------------------------------------
+
+    def handle_signal(self, signum: int) -> None:
+        """Act on a signal the loop has drained from the wakeup pipe."""
+        if signum == signal.SIGCHLD:
+            self.handle_sigchld()
+        elif signum == signal.SIGHUP:
+            self.reload()
+        elif signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+            self.stop(signal.Signals(signum).name)
+
+    def handle_sigchld(self) -> None:
+        """Reap every exited child; pids that are not runs (adopted orphans) are logged."""
+        for pid, status in reap():
+            name = self.pids.pop(pid, None)
+            if name is None:
+                log.debug("reaped process %d (%s), not a run", pid, describe_status(status)[2])
+                continue
+            self._stage_ended(self.runs[name], status)
+
+    # --- scheduling ---------------------------------------------------------------------
+
+    def _scheduling_pass(self) -> None:
+        if self.core.seconds_until_next(self.wall()) != 0:
+            return
+        conditions = self.probe.conditions(self.core.general, len(self.core.running))
+        for decision in self.core.due(self.wall(), conditions):
+            if decision.action == START:
+                self._start(decision.name, decision.kind)
+            elif decision.action == EXPIRE:
+                self._terminate(decision.name, TIMEOUT)
+            elif decision.action in (SKIP, DELAY, WAIT):
+                log.info("%s %s: %s", decision.name, decision.action, decision.reason)
+
+    def _start(self, name: str, kind: str) -> Run:
+        task = self.core.tasks[name]
+        state = self.states.setdefault(name, TaskState())
+        now = self.wall()
+        index = state.upstream_index % len(task.upstreams) if task.upstreams else 0
+        upstream = task.upstreams[index] if task.upstreams else None
+        run = Run(task=task, kind=kind, argvs=stage_argvs(task, index), upstream=upstream,
+                  upstream_index=index, started=now,
+                  log_path=log_path_for(self.core.general.logdir, name, now, self.zone))
+        self.runs[name] = run
+        state.last_start = now
+        state.upstream = upstream
+        log.info("%s: starting (%s%s)", name, kind, f", upstream {upstream}" if upstream else "")
+        self._spawn_stage(run)
+        return run
+
+    def _spawn_stage(self, run: Run) -> None:
+        now = self.wall()
+        run.stage_started = now
+        self.states[run.task.name].stage = run.stage
+        try:
+            if run.task.type == RSYNC and run.task.localdir:
+                os.makedirs(run.task.localdir, exist_ok=True)
+            fd = open_log(run.log_path)
+        except OSError as problem:
+            log.error("%s: cannot prepare stage %d: %s", run.task.name, run.stage, problem)
+            append_line(run.log_path, f"=== mirrord: {run.task.name} could not start: "
+                                      f"{problem}\n")
+            self._finish(run, FAILED, None, None)
+            return
+        try:
+            os.write(fd, header_line(run, now, self.zone).encode("utf-8", "replace"))
+            run.pid = spawn(run.argv, fd)
+        except OSError as problem:
+            message = f"cannot run {run.argv[0]}: {problem.strerror or problem}"
+            os.write(fd, f"=== mirrord: {message}\n".encode("utf-8", "replace"))
+            log.error("%s: %s", run.task.name, message)
+            self._finish(run, FAILED, None, None)
+            return
+        finally:
+            os.close(fd)
+        self.pids[run.pid] = run.task.name
+        log.info("%s: stage %d/%d started, pid %d", run.task.name, run.stage, run.stages, run.pid)
+
+    def _stage_ended(self, run: Run, status: int) -> None:
+        code, signum, outcome = describe_status(status)
+        now = self.wall()
+        append_line(run.log_path, footer_line(run, now, self.zone, outcome))
+        assert run.pid is not None
+        if group_alive(run.pid):
+            # What the stage left behind in its group goes too.
+            signal_group(run.pid, signal.SIGTERM)
+            self.kill_deadlines.setdefault(run.pid, self.monotonic() + self.core.general.killgrace)
+        log.info("%s: stage %d/%d ended: %s", run.task.name, run.stage, run.stages, outcome)
+        signal_name = signal.Signals(signum).name if signum else None
+        if run.ending is not None:
+            self._finish(run, run.ending, code, signal_name)
+        elif run.task.succeeded(code, self.core.general):
+            if run.stage < run.stages:
+                run.stage += 1
+                run.pid = None
+                self._spawn_stage(run)
+            else:
+                self._finish(run, SUCCESS, code, None)
+        else:
+            self._finish(run, FAILED, code, signal_name)
+
+    def _finish(self, run: Run, result: str, code: int | None, signal_name: str | None) -> None:
+        name = run.task.name
+        now = self.wall()
+        self.runs.pop(name, None)
+        state = self.states.setdefault(name, TaskState())
+        state.last_end = now
+        state.duration = round(now - run.started, 3)
+        state.result = result
+        state.exit_code = code
+        state.signal = signal_name
+        state.stage = run.stage
+        state.upstream = run.upstream
+        if result == SUCCESS:
+            state.last_success = now
+            state.consecutive_failures = 0
+        else:
+            state.consecutive_failures += 1
+            if len(run.task.upstreams) > 1:
+                state.upstream_index = (run.upstream_index + 1) % len(run.task.upstreams)
+        retry_at = self.core.finished(name, now, result == SUCCESS)
+        if name not in self.core.tasks:
+            self.states.pop(name, None)  # removed by a reload: forgotten once finished
+        log.log(logging.INFO if result == SUCCESS else logging.WARNING,
+                "%s: %s after %.0f s%s", name, result, now - run.started,
+                f"; retry at {time.strftime('%H:%M:%S', time.localtime(retry_at))}"
+                if retry_at else "")
+        self.save_state()
+        for waiter in run.waiters:
+            waiter.reply({"ok": result == SUCCESS, "name": name, "result": result,
+                          "exit_code": code, "signal": signal_name,
+                          "error": None if result == SUCCESS else _("{name} ended: {result}")
+                          .format(name=name, result=result)})
+
+    def save_state(self) -> None:
+        """Write the state file; a failure is logged, and retried at the next change."""
+        try:
+            self.store.save(self.states)
+        except OSError as problem:
+            log.error("cannot write the state file %s: %s", self.paths.statefile, problem)
+
+    # --- ending runs --------------------------------------------------------------------
+
+    def _terminate(self, name: str, ending: str) -> bool:
+        """Begin ending *name*'s run: TERM to its process group now, KILL after killgrace."""
+        run = self.runs.get(name)
+        if run is None or run.pid is None:
+            return False
+        if run.ending is None:
+            run.ending = ending
+        log.warning("%s: %s; sending SIGTERM to process group %d", name, ending, run.pid)
+        signal_group(run.pid, signal.SIGTERM)
+        self.kill_deadlines.setdefault(run.pid, self.monotonic() + self.core.general.killgrace)
+        return True
+
+    def _kill_overdue_groups(self) -> None:
+        now = self.monotonic()
+        for pgid, deadline in list(self.kill_deadlines.items()):
+            if not group_alive(pgid):
+                del self.kill_deadlines[pgid]
+            elif deadline <= now:
+                del self.kill_deadlines[pgid]
+                signal_group(pgid, signal.SIGKILL)
+                log.warning("process group %d outlived the grace period; sent SIGKILL", pgid)
+
+    def stop(self, reason: str) -> None:
+        """Stop: end every run (TERM, then KILL after the grace period), then exit the loop."""
+        if not self.stopping:
+            log.info("stopping (%s): ending %d running tasks", reason, len(self.runs))
+        self.stopping = True
+        for name in list(self.runs):
+            self._terminate(name, KILLED)
+
+    def _shut_down(self) -> None:
+        self.save_state()
+        self.control.close()
+        self.timer.close()
+        self.selector.close()
+        log.info("mirrord stopped")
+
+    # --- reload -------------------------------------------------------------------------
+
+    def reload(self) -> bool:
+        """Re-read the config; apply it if it has no errors. Running syncs are never touched."""
+        config = load_config(self.location)
+        for issue in config.issues:
+            (log.error if issue.severity == "error" else log.warning)("%s", issue)
+        if config.errors:
+            log.error("reload refused: the config has %d errors; nothing changed",
+                      len(config.errors))
+            return False
+        old = set(self.core.tasks)
+        new = {task.name for task in config.tasks}
+        self.core.reload(config.tasks, config.general, self.wall())
+        self.config = config
+        log.info("reloaded: %d tasks (%d added, %d removed); %d runs continue", len(new),
+                 len(new - old), len(old - new), len(self.runs))
+        return True
+
+    # --- control requests ---------------------------------------------------------------
+
+    def handle_request(self, message: dict, connection: Connection) -> dict | None:
+        """Answer one control request (see mirror.control for the protocol)."""
+        command = message["command"]
+        if command == "queue":
+            return {"ok": True, "queue": queue_snapshot(self.core, self.zone)}
+        if command == "status":
+            return {"ok": True, "tasks": status_snapshot(self.core, self.runs, self.states,
+                                                         self.zone)}
+        name = message.get("name")
+        if not isinstance(name, str) or name not in self.core.tasks:
+            return error(_("unknown task {name!r}").format(name=name),
+                         known=sorted(self.core.tasks))
+        if command == "cancel":
+            if not self._terminate(name, CANCELLED):
+                return error(_("{name} is not running").format(name=name))
+            return {"ok": True, "name": name}
+        if self.stopping:
+            return error(_("mirrord is stopping"))
+        try:
+            self.core.start_now(name, self.wall())
+        except ValueError as problem:
+            return error(str(problem))
+        run = self._start(name, MANUAL)
+        if name not in self.runs and not message.get("wait"):
+            return error(_("{name} could not start; see {log}").format(name=name,
+                                                                       log=run.log_path))
+        if message.get("wait"):
+            if name in self.runs:
+                run.waiters.append(connection)
+                return None
+            state = self.states[name]
+            return {"ok": state.result == SUCCESS, "name": name, "result": state.result,
+                    "exit_code": state.exit_code, "signal": state.signal,
+                    "error": _("{name} ended: {result}").format(name=name, result=state.result)}
+        reply = task_status(name, self.core, self.runs, self.states, self.zone)
+        return {"ok": True, "name": name, **reply}

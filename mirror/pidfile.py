@@ -1,0 +1,92 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""A pidfile held with flock: one daemon per pidfile, and a stale file never blocks a start.
+
+The lock, not the file's existence, says whether a daemon runs: a file left by
+``kill -9`` is unlocked, so the next daemon takes it over.
+"""
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+
+from mirror.i18n import _
+
+
+class AlreadyRunning(Exception):
+    """Another daemon holds the pidfile; ``pid`` is its pid, if it could be read."""
+
+    def __init__(self, path: str, pid: int | None) -> None:
+        self.path = path
+        self.pid = pid
+        shown = str(pid) if pid is not None else "?"
+        super().__init__(_("already running (pid {pid}, pidfile {path})").format(
+            pid=shown, path=path))
+
+
+class PidFile:
+    """An exclusively locked pidfile."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        """Open and lock the file.
+
+        Raises:
+            AlreadyRunning: another process holds the lock.
+            OSError: the file cannot be created.
+        """
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise AlreadyRunning(self.path, read_pid(self.path)) from None
+        self._fd = fd
+
+    @property
+    def fd(self) -> int | None:
+        return self._fd
+
+    def write(self, pid: int) -> None:
+        """Record *pid* (after detaching, the pid has changed but the lock is kept)."""
+        assert self._fd is not None, "acquire() first"
+        os.ftruncate(self._fd, 0)
+        os.pwrite(self._fd, f"{pid}\n".encode(), 0)
+        os.fsync(self._fd)
+
+    def release(self) -> None:
+        """Remove the file and drop the lock."""
+        if self._fd is None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+        os.close(self._fd)
+        self._fd = None
+
+
+def read_pid(path: str) -> int | None:
+    """The pid in *path*, or None if the file is missing, empty or not a number."""
+    try:
+        with open(path, encoding="ascii", errors="replace") as handle:
+            text = handle.read(32).strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
+def locked_pid(path: str) -> int | None:
+    """The pid of the daemon holding *path*, or None when no daemon holds it (stale or absent)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return read_pid(path)
+    finally:
+        os.close(fd)
+    return None

@@ -1,0 +1,103 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Child processes: start each run in its own session, end whole process groups, reap.
+
+Children are started with posix_spawn (no Python code runs between fork and
+exec, which is safe in a threaded process). Every descriptor the daemon opens
+is close-on-exec, so a child inherits only stdin (/dev/null) and the task log
+on stdout and stderr.
+"""
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import signal
+
+log = logging.getLogger(__name__)
+
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def become_subreaper() -> bool:
+    """Adopt orphaned descendants (Linux), so that what a sync leaves behind is reaped here.
+
+    Returns:
+        Whether the kernel accepted it.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def spawn(argv: list[str], log_fd: int, environ: dict[str, str] | None = None) -> int:
+    """Start *argv* in a new session, stdin from /dev/null, stdout and stderr to *log_fd*.
+
+    Args:
+        argv: the command; argv[0] must be a path (it is not looked up on PATH).
+        log_fd: an open descriptor the child writes to (it stays open in the caller).
+        environ: the child's environment; the daemon's by default.
+
+    Returns:
+        The child's pid, which is also its process group and session id.
+
+    Raises:
+        OSError: the program could not be started (missing, not executable, …).
+    """
+    actions = [
+        (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+        (os.POSIX_SPAWN_DUP2, log_fd, 1),
+        (os.POSIX_SPAWN_DUP2, log_fd, 2),
+    ]
+    return os.posix_spawn(argv[0], argv, os.environ if environ is None else environ,
+                          file_actions=actions, setsid=True,
+                          setsigdef=(signal.SIGTERM, signal.SIGINT, signal.SIGQUIT, signal.SIGHUP,
+                                     signal.SIGCHLD, signal.SIGPIPE))
+
+
+def signal_group(pgid: int, signum: int) -> bool:
+    """Send *signum* to every process in group *pgid*; tell whether any process got it."""
+    try:
+        os.killpg(pgid, signum)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        log.error("not allowed to signal process group %d", pgid)
+        return False
+
+
+def group_alive(pgid: int) -> bool:
+    """Whether any process is left in group *pgid* (zombies not yet reaped count)."""
+    return signal_group(pgid, 0)
+
+
+def reap() -> list[tuple[int, int]]:
+    """Collect every child that has exited, repeating waitpid until it reports none.
+
+    Returns:
+        ``(pid, wait status)`` pairs.
+    """
+    ended = []
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return ended
+        if pid == 0:
+            return ended
+        ended.append((pid, status))
+
+
+def describe_status(status: int) -> tuple[int | None, int | None, str]:
+    """Decode a wait status into ``(exit code, signal number, text)``."""
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = f"signal {number}"
+        return None, number, f"killed by {name}"
+    code = os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else status
+    return code, None, f"exit {code}"

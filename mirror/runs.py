@@ -1,0 +1,89 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""One run of a task (all its stages), and the task log it writes.
+
+Each stage's output goes to ``LOGDIR/NAME.log.YYYY-MM-DD`` (the date the run
+started), between a header line and a footer line written by the daemon.
+"""
+from __future__ import annotations
+
+import os
+import shlex
+from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
+
+from mirror.durations import format_duration
+from mirror.task import TaskSpec
+
+MANUAL = "manual"
+
+
+@dataclass
+class Run:
+    """A task's run in progress."""
+
+    task: TaskSpec
+    kind: str  # run, retry or manual
+    argvs: list[list[str]]
+    upstream: str | None
+    upstream_index: int
+    started: float  # epoch seconds
+    log_path: str
+    stage: int = 1
+    pid: int | None = None
+    stage_started: float = 0.0
+    ending: str | None = None  # timeout, cancelled or killed, once termination began
+    waiters: list = field(default_factory=list)
+
+    @property
+    def stages(self) -> int:
+        return len(self.argvs)
+
+    @property
+    def argv(self) -> list[str]:
+        return self.argvs[self.stage - 1]
+
+
+def log_path_for(logdir: str, name: str, started: float, zone: tzinfo) -> str:
+    """``LOGDIR/NAME.log.YYYY-MM-DD`` for a run started at *started* (local date)."""
+    day = datetime.fromtimestamp(started, zone).strftime("%Y-%m-%d")
+    return os.path.join(logdir, f"{name}.log.{day}")
+
+
+def open_log(path: str) -> int:
+    """Open *path* for appending (created 0644), close-on-exec.
+
+    Raises:
+        OSError: it cannot be opened.
+    """
+    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+
+
+def _stamp(when: float, zone: tzinfo) -> str:
+    return datetime.fromtimestamp(when, zone).isoformat(timespec="seconds")
+
+
+def header_line(run: Run, when: float, zone: tzinfo) -> str:
+    """The line written before a stage's output."""
+    upstream = f", upstream {run.upstream}" if run.upstream else ""
+    return (f"=== mirrord {_stamp(when, zone)} start {run.task.name} stage {run.stage}/"
+            f"{run.stages} ({run.kind}{upstream}): {shlex.join(run.argv)}\n")
+
+
+def footer_line(run: Run, when: float, zone: tzinfo, outcome: str) -> str:
+    """The line after a stage ended; *outcome* is e.g. ``exit 0`` or ``killed by SIGTERM``."""
+    seconds = round(when - run.stage_started)
+    duration = format_duration(seconds) if seconds > 0 else "0s"
+    return (f"=== mirrord {_stamp(when, zone)} end {run.task.name} stage {run.stage}/"
+            f"{run.stages}: {outcome} after {duration}\n")
+
+
+def append_line(path: str, line: str) -> None:
+    """Append one line to a task log; a log that cannot be written is not fatal to the run."""
+    try:
+        fd = open_log(path)
+    except OSError:
+        return
+    try:
+        os.write(fd, line.encode("utf-8", "replace"))
+    finally:
+        os.close(fd)

@@ -1,0 +1,100 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""What each task did last, kept across restarts in one JSON file written atomically."""
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import tempfile
+from dataclasses import asdict, dataclass, fields
+
+log = logging.getLogger(__name__)
+
+SUCCESS = "success"
+FAILED = "failed"
+TIMEOUT = "timeout"
+CANCELLED = "cancelled"
+KILLED = "killed"
+RESULTS = (SUCCESS, FAILED, TIMEOUT, CANCELLED, KILLED)
+FORMAT_VERSION = 1
+
+
+@dataclass
+class TaskState:
+    """The persisted history of one task. Times are epoch seconds."""
+
+    last_start: float | None = None
+    last_end: float | None = None
+    duration: float | None = None
+    result: str | None = None
+    exit_code: int | None = None
+    signal: str | None = None
+    stage: int | None = None
+    upstream: str | None = None
+    upstream_index: int = 0
+    last_success: float | None = None
+    consecutive_failures: int = 0
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TaskState:
+        """Build from JSON, ignoring unknown keys and values of the wrong type."""
+        known = {field.name: field for field in fields(cls)}
+        values = {}
+        for key, value in data.items():
+            if key in known and (value is None or isinstance(value, (int, float, str))):
+                values[key] = value
+        state = cls(**values)
+        if not isinstance(state.upstream_index, int) or isinstance(state.upstream_index, bool):
+            state.upstream_index = 0
+        if not isinstance(state.consecutive_failures, int):
+            state.consecutive_failures = 0
+        return state
+
+
+class StateStore:
+    """Loads and saves ``{task name: TaskState}`` at *path*."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def load(self) -> dict[str, TaskState]:
+        """The saved states; an absent file gives {}, a damaged one {} with an error logged."""
+        try:
+            with open(self.path, encoding="utf-8") as handle:
+                data = json.load(handle)
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as error:
+            log.error("cannot read the state file %s (%s); starting without history",
+                      self.path, error)
+            return {}
+        tasks = data.get("tasks") if isinstance(data, dict) else None
+        if not isinstance(tasks, dict):
+            log.error("the state file %s has no 'tasks' object; starting without history",
+                      self.path)
+            return {}
+        return {name: TaskState.from_dict(value) for name, value in tasks.items()
+                if isinstance(value, dict)}
+
+    def save(self, states: dict[str, TaskState]) -> None:
+        """Write all states: a temporary file in the same directory, fsync, then os.replace.
+
+        Raises:
+            OSError: the directory is not writable.
+        """
+        directory = os.path.dirname(os.path.abspath(self.path))
+        document = {"version": FORMAT_VERSION,
+                    "tasks": {name: asdict(state) for name, state in sorted(states.items())}}
+        fd, temporary = tempfile.mkstemp(prefix=".state-", suffix=".json", dir=directory)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(document, handle, indent=1, sort_keys=True)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.chmod(temporary, 0o644)
+            os.replace(temporary, self.path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(temporary)
+            raise
