@@ -173,9 +173,13 @@ def test_missing_config(tmp_path):
 
 @pytest.mark.parametrize("args, fragment", [
     (["--check", "--since", "yesterday"], "'yesterday' is not an ISO-8601 time"),
-    (["--json"], "--json and --since go with --check"),
+    (["--json"], "--json goes with --check, -t or --status"),
+    (["--since", "2026-01-01"], "--since goes with --check"),
+    (["--wait"], "--wait goes with --run"),
+    (["--check", "-t"], "not allowed with argument"),
+    (["-s", "restart"], "invalid choice: 'restart' (choose from 'stop', 'reload')"),
+    (["-L", "loud"], "invalid choice: 'loud'"),
     (["--bogus"], "unrecognized arguments: --bogus"),
-    ([], "no action given"),
 ])
 def test_bad_usage_exits_2(args, fragment):
     result = mirrord(*args)

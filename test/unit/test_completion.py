@@ -33,6 +33,19 @@ def test_bash_completes_options():
     assert set(complete("-")) == parser_options()
 
 
+def test_bash_completes_values():
+    assert complete("-L", "w") == ["warning"]
+    assert complete("-s", "") == ["stop", "reload"]
+
+
+def test_bash_completes_task_names_from_the_config(tmp_path):
+    (tmp_path / "mirror.ini").write_text("[general]\n[debian]\ntime = @daily\n"
+                                         "[debian-security]\n[ubuntu]\n")
+    assert complete("-c", str(tmp_path), "--run", "deb") == ["debian", "debian-security"]
+    assert complete("-c", str(tmp_path / "mirror.ini"), "--cancel", "") == [
+        "debian", "debian-security", "ubuntu"]
+
+
 def test_bash_completes_config_paths(tmp_path):
     (tmp_path / "mirror.ini").write_text("")
     (tmp_path / "conf.d").mkdir()
@@ -40,7 +53,7 @@ def test_bash_completes_config_paths(tmp_path):
 
 
 def test_zsh_names_every_option():
-    named = set(re.findall(r"(--?[a-z]+)", ZSH.read_text()))
+    named = set(re.findall(r"(--?[A-Za-z]+)", ZSH.read_text()))
     assert parser_options() <= named
 
 
