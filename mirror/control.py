@@ -180,7 +180,7 @@ class ControlServer:
                 self.selector.unregister(self.sock)
             self.sock.close()
             self.sock = None
-            with contextlib.suppress(FileNotFoundError):
+            with contextlib.suppress(OSError):
                 os.unlink(self.path)
 
 

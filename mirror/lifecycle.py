@@ -6,6 +6,7 @@ message on the terminal and gets exit status 1.
 """
 from __future__ import annotations
 
+import contextlib
 import cProfile
 import grp
 import logging
@@ -34,6 +35,19 @@ LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNI
           "error": logging.ERROR, "critical": logging.CRITICAL}
 MAX_SOCKET_PATH = 107
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class ReopeningFileHandler(logging.handlers.WatchedFileHandler):
+    """WatchedFileHandler that keeps logging to the open file when the path cannot be checked.
+
+    The standard one raises from emit() when stat() on the path fails with
+    anything but "not found" (a directory made unreadable, say), which would
+    end the daemon over a log line.
+    """
+
+    def reopenIfNeeded(self) -> None:
+        with contextlib.suppress(OSError):
+            super().reopenIfNeeded()
 
 
 class StartupError(Exception):
@@ -117,7 +131,7 @@ def _setup_logging(options: DaemonOptions) -> logging.Handler | None:
     _ensure_directory(os.path.dirname(os.path.abspath(path)), _("log directory"),
                       _("choose another log file with -l"))
     try:
-        handler: logging.Handler = logging.handlers.WatchedFileHandler(
+        handler: logging.Handler = ReopeningFileHandler(
             path, mode="a" if options.append else "w", encoding="utf-8")
     except OSError as problem:
         raise StartupError(_("cannot open the log file {path}: {reason} (choose another "
@@ -146,6 +160,17 @@ def _drop_privileges(user: pwd.struct_passwd | None, gid: int | None,
     if user is not None:
         os.setuid(user.pw_uid)
         os.environ.update(HOME=user.pw_dir, USER=user.pw_name, LOGNAME=user.pw_name)
+
+
+def _check_access(paths: DaemonPaths, logdir: str) -> None:
+    """After switching users: can the daemon still write what it must?"""
+    for directory, what in ((os.path.dirname(paths.statefile), _("state directory")),
+                            (logdir, _("task log directory")),
+                            (os.path.dirname(paths.pidfile), _("pidfile directory"))):
+        if not os.access(directory, os.W_OK | os.X_OK):
+            raise StartupError(_("as uid {uid}, the {what} {path} is not writable (give it to "
+                                 "that user, or choose another with -u)").format(
+                                     uid=os.getuid(), what=what, path=directory))
 
 
 def run_daemon(location: ConfigLocation, config: MirrorConfig, options: DaemonOptions) -> int:
@@ -191,6 +216,12 @@ def run_daemon(location: ConfigLocation, config: MirrorConfig, options: DaemonOp
                 path=paths.socket, reason=problem.strerror or problem)) from None
         for issue in config.warnings:
             log.warning("%s", issue)
+        logfile = None if handler is None else options.logfile or DEFAULT_LOGFILE
+        if user is not None or gid is not None:
+            _drop_privileges(user, gid, [path for path in (
+                pidfile, paths.socket, paths.statefile, os.path.dirname(paths.statefile),
+                config.general.logdir, logfile) if path])
+            _check_access(paths, config.general.logdir)
         if options.foreground:
             os.umask(0o022)
             os.chdir("/")
@@ -198,11 +229,6 @@ def run_daemon(location: ConfigLocation, config: MirrorConfig, options: DaemonOp
             _detach([fd for fd in (lock.fd, daemon.control.sock.fileno() if daemon.control.sock
                                    else None, _stream_fd(handler)) if fd is not None])
         lock.write(os.getpid())
-        if user is not None or gid is not None:
-            _drop_privileges(user, gid, [pidfile, paths.socket, paths.statefile,
-                                         os.path.dirname(paths.statefile),
-                                         config.general.logdir,
-                                         options.logfile or DEFAULT_LOGFILE])
         become_subreaper()
         signals = SignalPipe()
         profiler = cProfile.Profile() if options.profile else None

@@ -61,7 +61,7 @@ class PidFile:
         """Remove the file and drop the lock."""
         if self._fd is None:
             return
-        with contextlib.suppress(FileNotFoundError):
+        with contextlib.suppress(OSError):  # gone, or the directory is not ours to write
             os.unlink(self.path)
         os.close(self._fd)
         self._fd = None

@@ -208,3 +208,56 @@ def test_a_dst_week_in_berlin():
             seen[decision.name] += 1
             core.finished(decision.name, now, True)
     assert seen == {"fixed": 7, "starred": 168}
+
+
+def test_a_task_waits_while_another_writes_its_localdir_then_starts():
+    sim = Simulation([task("first", "0 1 * * *", localdir="/srv/x", priority=1),
+                      task("second", "0 1 * * *", localdir="/srv/x", priority=2)],
+                     durations={"first": 600})
+    sim.run_until(T0 + 72 * MINUTE)
+    assert [(when, action, name) for when, action, name, _k in sim.events()] == [
+        (60, START, "first"), (60, "wait", "second"), (70, END, "first"), (70, START, "second"),
+        (71, END, "second")]
+    assert sim.core.queue.get(RUN, "second").due == T0 + 25 * HOUR
+
+
+def test_reload_adds_removes_and_changes_without_touching_runs():
+    core = Scheduler([task("keep", "0 1 * * *"), task("gone", "0 2 * * *", localdir="/srv/g"),
+                      task("moved", "0 3 * * *"), task("off", "0 4 * * *")],
+                     GeneralSettings(), ZONE, T0)
+    core.start_now("gone", T0 + 10)
+    core.reload([task("keep", "0 1 * * *", priority=2), task("moved", "30 5 * * *"),
+                 task("off", "0 4 * * *", enabled=False), task("new", "0 6 * * *")],
+                GeneralSettings(maxtasks=3), T0 + 20)
+    due = {(entry.kind, entry.name): entry for entry in core.queue.entries()}
+    assert set(due) == {(RUN, "keep"), (RUN, "moved"), (RUN, "new")}
+    assert due[(RUN, "keep")].priority == 2 and due[(RUN, "keep")].due == T0 + HOUR
+    assert due[(RUN, "moved")].due == T0 + 5.5 * HOUR
+    assert "gone" in core.running and "gone" in core.retired and core.general.maxtasks == 3
+    core.finished("gone", T0 + 30, succeeded=False)
+    assert "gone" not in core.retired and core.writer_of(task("x", "@daily", localdir="/srv/g")) \
+        is None
+
+
+def test_clock_jump_moves_durations_but_not_scheduled_runs():
+    core = Scheduler([task("t", "0 5 * * *", timeout=HOUR, autoretry=600)],
+                     GeneralSettings(), ZONE, T0)
+    core.start_now("t", T0)
+    core.finished("t", T0 + 60, succeeded=False)   # retry at T0 + 660
+    core.start_now("t", T0 + 700)                   # timeout at T0 + 4300
+    core.clock_jumped(2 * HOUR)
+    due = {entry.kind: entry.due for entry in core.queue.entries()}
+    assert due == {RUN: T0 + 5 * HOUR, "timeout": T0 + 700 + HOUR + 2 * HOUR}
+
+
+def test_wall_clock_steps_run_no_slot_twice_and_lose_none():
+    core = Scheduler([task("hourly", "0 * * * *")], GeneralSettings(), ZONE, T0 - 1)
+    assert [d.action for d in core.due(T0, QUIET)] == [START]
+    core.finished("hourly", T0 + 60, True)
+    # Stepped back half an hour: the 00:00 slot that already ran does not come again.
+    assert core.due(T0 - 1800, QUIET) == []
+    assert core.seconds_until_next(T0 - 1800) == 1.5 * HOUR
+    # Stepped forward five hours: the missed slots are one run now, then the schedule goes on.
+    decisions = core.due(T0 + 5 * HOUR + 1, QUIET)
+    assert [(d.action, d.name) for d in decisions] == [(START, "hourly")]
+    assert core.queue.get(RUN, "hourly").due == T0 + 6 * HOUR

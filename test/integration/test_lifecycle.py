@@ -1,0 +1,140 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Starting and running the daemon: detaching, privileges, logs, profiling."""
+from __future__ import annotations
+
+import os
+import pstats
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from mirror.pidfile import read_pid
+from test.integration.conftest import alive, general, wait_for
+
+QUICK = "[quick]\ntype = simple\ncommand = sh\nargs = -c 'id -u > \"$0\"' @DIR@/whoami\n" \
+        "time = 0 0 1 1 *\n"
+
+
+def mirrord_command(directory: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "mirror", "-c", str(directory), "-P",
+            str(directory / "mirrord.pid"), *args]
+
+
+def proc_status(pid: int) -> dict[str, str]:
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return dict(line.split(":\t", 1) for line in lines if ":\t" in line)
+
+
+def test_plain_mirrord_detaches(tmp_path):
+    (tmp_path / "mirror.ini").write_text(general().replace("@DIR@", str(tmp_path)))
+    log = tmp_path / "mirrord.log"
+    started = subprocess.run(mirrord_command(tmp_path, "-l", str(log)), capture_output=True,
+                             text=True, timeout=30)
+    assert started.returncode == 0, started.stderr
+    pid = wait_for(lambda: read_pid(str(tmp_path / "mirrord.pid")), what="the pidfile")
+    try:
+        assert alive(pid)
+        assert os.readlink(f"/proc/{pid}/cwd") == "/"
+        assert proc_status(pid)["Umask"] == "0022"
+        for fd in (0, 1, 2):
+            assert os.readlink(f"/proc/{pid}/fd/{fd}") == "/dev/null"
+        assert os.getsid(pid) != os.getsid(0)
+        wait_for(lambda: "mirrord started" in log.read_text(), what="the start line")
+    finally:
+        stopped = subprocess.run(mirrord_command(tmp_path, "-s", "stop"), capture_output=True,
+                                 text=True, timeout=60)
+    assert stopped.returncode == 0 and not alive(pid)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
+def test_user_and_group_switch_after_setup(shared_dir):
+    tmp_path = shared_dir
+    nobody = pwd.getpwnam("nobody")
+    config = general().replace("@DIR@", str(tmp_path)) + QUICK.replace("@DIR@", str(tmp_path))
+    (tmp_path / "mirror.ini").write_text(config)
+    daemon = subprocess.Popen(mirrord_command(tmp_path, "-D", "-l", str(tmp_path / "log"),
+                                              "-u", "nobody", "-g", "nogroup"),
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: (tmp_path / "mirrord.sock").exists(), what="the socket")
+        wait_for(lambda: proc_status(daemon.pid)["Uid"].split()[0] == str(nobody.pw_uid),
+                 what="the switch to nobody")
+        status = proc_status(daemon.pid)
+        assert status["Uid"].split() == [str(nobody.pw_uid)] * 4
+        assert (tmp_path / "mirrord.sock").stat().st_uid == nobody.pw_uid
+        run = subprocess.run(mirrord_command(tmp_path, "--run", "quick", "--wait"),
+                             capture_output=True, text=True, timeout=30)
+        assert run.returncode == 0, run.stderr
+        assert (tmp_path / "whoami").read_text().strip() == str(nobody.pw_uid)
+    finally:
+        daemon.terminate()
+        assert daemon.wait(30) == 0
+
+
+@pytest.fixture
+def shared_dir():
+    """A directory every user can reach and write, like a RuntimeDirectory given to the user."""
+    path = Path(tempfile.mkdtemp(prefix="mirrord-test-", dir="/tmp"))
+    path.chmod(0o777)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_switching_to_a_user_who_cannot_write_is_refused(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("switching users needs root")
+    (tmp_path / "mirror.ini").write_text(general().replace("@DIR@", str(tmp_path)))
+    result = subprocess.run(mirrord_command(tmp_path, "-D", "-l", str(tmp_path / "log"),
+                                            "-u", "nobody"), capture_output=True, text=True,
+                            timeout=30)
+    assert result.returncode == 1
+    assert f"as uid {pwd.getpwnam('nobody').pw_uid}, the state directory" in result.stderr
+    assert "is not writable" in result.stderr
+
+
+def test_log_reopens_after_logrotate_and_truncates_unless_r(tmp_path):
+    config = general().replace("@DIR@", str(tmp_path)) + QUICK.replace("@DIR@", str(tmp_path))
+    (tmp_path / "mirror.ini").write_text(config)
+    log = tmp_path / "mirrord.log"
+    log.write_text("old line\n")
+    daemon = subprocess.Popen(mirrord_command(tmp_path, "-D", "-l", str(log)),
+                              stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: (tmp_path / "mirrord.sock").exists(), what="the socket")
+        assert "old line" not in log.read_text()
+        log.rename(tmp_path / "mirrord.log.1")
+        subprocess.run(mirrord_command(tmp_path, "--run", "quick", "--wait"), check=True,
+                       capture_output=True, timeout=30)
+        wait_for(lambda: log.exists() and "quick: success" in log.read_text(),
+                 what="a new log file")
+        assert "quick: success" not in (tmp_path / "mirrord.log.1").read_text()
+    finally:
+        daemon.terminate()
+        daemon.wait(30)
+    again = subprocess.Popen(mirrord_command(tmp_path, "-D", "-r", "-l", str(log)),
+                             stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: log.read_text().count("mirrord started") == 1, what="the restart")
+        assert "quick: success" in log.read_text()
+    finally:
+        again.terminate()
+        again.wait(30)
+
+
+def test_quiet_writes_no_log_and_profile_is_written_on_exit(tmp_path):
+    config = general().replace("@DIR@", str(tmp_path)) + QUICK.replace("@DIR@", str(tmp_path))
+    (tmp_path / "mirror.ini").write_text(config)
+    log = tmp_path / "mirrord.log"
+    daemon = subprocess.Popen(mirrord_command(tmp_path, "-D", "-q", "-l", str(log),
+                                              "--profile"), stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: (tmp_path / "mirrord.sock").exists(), what="the socket")
+    daemon.terminate()
+    assert daemon.wait(30) == 0
+    assert not log.exists() and daemon.stderr.read() == ""
+    stats = pstats.Stats(str(tmp_path / "mirrord.profile"))
+    assert stats.total_calls > 0
