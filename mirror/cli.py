@@ -111,8 +111,9 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None
 def run_check(config_option: str | None, as_json: bool, since: datetime | None) -> int:
     """Load the config, print the check report, and return the exit code."""
     from mirror.check import check_report, render_check
-    from mirror.config import load_config, locate_config
+    from mirror.config import load_config
     from mirror.localzone import local_zone
+    from mirror.locations import locate_config
 
     zone = local_zone()
     config = load_config(locate_config(config_option))
@@ -126,8 +127,9 @@ def run_check(config_option: str | None, as_json: bool, since: datetime | None) 
 
 def start_daemon(args: argparse.Namespace) -> int:
     """Load the config and run the daemon; problems before detaching exit 1 with a message."""
-    from mirror.config import load_config, locate_config
+    from mirror.config import load_config
     from mirror.lifecycle import DaemonOptions, StartupError, run_daemon
+    from mirror.locations import locate_config
     from mirror.pidfile import AlreadyRunning
 
     location = locate_config(args.config)

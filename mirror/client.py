@@ -10,10 +10,9 @@ import signal
 import sys
 import time
 
-from mirror.config import locate_config
 from mirror.control import DaemonUnavailable, request
 from mirror.i18n import _
-from mirror.lifecycle import pidfile_path, socket_path
+from mirror.locations import locate_config, pidfile_path, socket_path
 from mirror.pidfile import locked_pid
 
 EXIT_OK = 0

@@ -19,6 +19,7 @@ from mirror.diagnostics import ERROR, WARNING, ConfigIssue, IssueCollector
 from mirror.durations import parse_duration
 from mirror.i18n import _
 from mirror.inifile import Entry, Section, parse_ini
+from mirror.locations import PLUGIN_INI, ConfigLocation
 from mirror.schedule import CronSchedule
 from mirror.task import (
     DEFAULT_RSYNC_ARGS,
@@ -45,9 +46,6 @@ from mirror.values import (
 )
 
 GENERAL = "general"
-MIRROR_INI = "mirror.ini"
-PLUGIN_INI = "plugin.ini"
-SYSTEM_CONFIG_DIR = "/etc/mirror"
 UPSTREAM = "upstream[]"
 GENERAL_KEYS = ("emails", "loadlimit", "httpconn", "httpports", "logdir", "maxtasks",
                 "successcodes", "killgrace", "statefile")
@@ -58,15 +56,6 @@ RSYNC_ONLY_KEYS = (UPSTREAM, "rsyncdir", "exclude")
 MAX_FILE_BYTES = 16 * 1024 * 1024
 
 Which = Callable[[str], "str | None"]
-
-
-@dataclass(frozen=True)
-class ConfigLocation:
-    """Where the config files are: the directory, mirror.ini and plugin.ini."""
-
-    directory: Path
-    mirror_ini: Path
-    plugin_ini: Path
 
 
 @dataclass(frozen=True)
@@ -101,31 +90,6 @@ class MirrorConfig:
     @property
     def warnings(self) -> tuple[ConfigIssue, ...]:
         return tuple(issue for issue in self.issues if issue.severity == WARNING)
-
-
-def default_config_dir(environ: dict[str, str] | None = None) -> Path:
-    """``/etc/mirror`` if it exists, else ``$XDG_CONFIG_HOME/mirror`` (``~/.config/mirror``)."""
-    environ = os.environ if environ is None else environ
-    if os.path.isdir(SYSTEM_CONFIG_DIR):
-        return Path(SYSTEM_CONFIG_DIR)
-    base = environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return Path(base) / "mirror"
-
-
-def locate_config(option: str | None, environ: dict[str, str] | None = None) -> ConfigLocation:
-    """Resolve ``-c``: a directory holding mirror.ini, or the mirror.ini file itself.
-
-    Args:
-        option: the ``-c`` value, or None for the default location.
-        environ: the environment (for ``XDG_CONFIG_HOME``); defaults to os.environ.
-    """
-    if option is None:
-        directory = default_config_dir(environ)
-        return ConfigLocation(directory, directory / MIRROR_INI, directory / PLUGIN_INI)
-    path = Path(option)
-    if path.is_dir() or (not path.exists() and not path.suffix):
-        return ConfigLocation(path, path / MIRROR_INI, path / PLUGIN_INI)
-    return ConfigLocation(path.parent, path, path.parent / PLUGIN_INI)
 
 
 def load_config(location: ConfigLocation, which: Which = shutil.which) -> MirrorConfig:

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from datetime import tzinfo
 
 from mirror.commandline import stage_argvs
-from mirror.config import ConfigLocation, MirrorConfig, load_config
+from mirror.config import MirrorConfig, load_config
 from mirror.control import Connection, ControlServer, error
 from mirror.i18n import _
+from mirror.locations import ConfigLocation
 from mirror.process import describe_status, group_alive, reap, signal_group, spawn
 from mirror.runs import MANUAL, Run, append_line, footer_line, header_line, log_path_for, open_log
 from mirror.scheduler import DELAY, EXPIRE, SKIP, START, WAIT, Scheduler

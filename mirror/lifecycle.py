@@ -16,10 +16,11 @@ import pwd
 import sys
 from dataclasses import dataclass
 
-from mirror.config import ConfigLocation, MirrorConfig
+from mirror.config import MirrorConfig
 from mirror.daemon import DaemonPaths, MirrorDaemon
 from mirror.i18n import _
 from mirror.localzone import local_zone
+from mirror.locations import ConfigLocation, pidfile_path, socket_path
 from mirror.pidfile import PidFile
 from mirror.process import become_subreaper
 from mirror.signals import SignalPipe
@@ -27,8 +28,6 @@ from mirror.signals import SignalPipe
 log = logging.getLogger("mirror")
 
 DEFAULT_LOGFILE = "/var/log/mirrord/mirrord.log"
-PIDFILE_NAME = "mirrord.pid"
-SOCKET_NAME = "mirrord.sock"
 PROFILE_NAME = "mirrord.profile"
 SYSTEM_STATEFILE = "/var/lib/mirror/state.json"
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
@@ -66,16 +65,6 @@ class DaemonOptions:
     user: str | None = None
     group: str | None = None
     profile: bool = False
-
-
-def pidfile_path(location: ConfigLocation, option: str | None) -> str:
-    """``-P`` if given, else mirrord.pid in the config directory (absolute)."""
-    return os.path.abspath(option or str(location.directory / PIDFILE_NAME))
-
-
-def socket_path(pidfile: str) -> str:
-    """The control socket sits beside the pidfile."""
-    return os.path.join(os.path.dirname(pidfile), SOCKET_NAME)
 
 
 def default_statefile() -> str:

@@ -23,8 +23,15 @@ def iso(when: float | None, zone: tzinfo) -> str | None:
 
 def queue_snapshot(core: Scheduler, zone: tzinfo) -> list[dict[str, object]]:
     """The queue in due order: name, kind, due, priority."""
-    return [{"name": entry.name, "kind": entry.kind, "due": iso(entry.due, zone),
-             "priority": entry.priority} for entry in core.queue.entries()]
+    stamps: dict[float, str | None] = {}  # tasks often share due times; format each once
+    snapshot = []
+    for entry in core.queue.entries():
+        due = stamps.get(entry.due)
+        if due is None:
+            due = stamps[entry.due] = iso(entry.due, zone)
+        snapshot.append({"name": entry.name, "kind": entry.kind, "due": due,
+                         "priority": entry.priority})
+    return snapshot
 
 
 def task_status(name: str, core: Scheduler, runs: Mapping[str, Run],

@@ -13,7 +13,7 @@ from mirror.i18n import _
 
 _TRUE = {"1", "yes", "true", "on"}
 _FALSE = {"0", "no", "false", "off"}
-_EMAIL = re.compile(r"[^@\s,]+@[^@\s,]+\.[^@\s,]+")
+_EMAIL = re.compile(r"[^@\s,]+@[^@\s,.][^@\s,]*")
 _SEPARATORS = re.compile(r"[\s,]+")
 TASK_NAME = re.compile(r"[A-Za-z0-9._-]+")
 

@@ -9,8 +9,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from mirror.config import load_config, locate_config
+from mirror.config import load_config
 from mirror.daemon import DaemonPaths, MirrorDaemon
+from mirror.locations import locate_config
 from mirror.taskqueue import RUN, TIMEOUT
 from test.integration.conftest import general, wait_for
 

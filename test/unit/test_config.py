@@ -9,7 +9,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mirror.config import load_config, locate_config, parse_mirror_ini
+from mirror.config import load_config, parse_mirror_ini
+from mirror.locations import locate_config
 from mirror.task import GeneralSettings
 
 GOOD_TASK = """
@@ -203,11 +204,11 @@ def test_missing_file(tmp_path):
 
 
 def test_locate_config_defaults(tmp_path, monkeypatch):
-    monkeypatch.setattr("mirror.config.SYSTEM_CONFIG_DIR", str(tmp_path / "no-etc"))
+    monkeypatch.setattr("mirror.locations.SYSTEM_CONFIG_DIR", str(tmp_path / "no-etc"))
     location = locate_config(None, {"XDG_CONFIG_HOME": str(tmp_path / "xdg")})
     assert location.mirror_ini == tmp_path / "xdg" / "mirror" / "mirror.ini"
     assert location.plugin_ini == tmp_path / "xdg" / "mirror" / "plugin.ini"
-    monkeypatch.setattr("mirror.config.SYSTEM_CONFIG_DIR", str(tmp_path))
+    monkeypatch.setattr("mirror.locations.SYSTEM_CONFIG_DIR", str(tmp_path))
     assert locate_config(None, {}).directory == tmp_path
     assert locate_config(str(tmp_path)).mirror_ini == tmp_path / "mirror.ini"
 
