@@ -39,15 +39,22 @@ class Connection:
         self.outbox = (json.dumps(message, ensure_ascii=False) + "\n").encode()
         self.server.selector.modify(self.sock, selectors.EVENT_WRITE, self._on_writable)
 
-    def _on_readable(self, _mask: int) -> None:
+    def _receive(self) -> bytes | None:
+        """Bytes from the client; None when there are none yet. Closes on end of stream."""
         try:
             data = self.sock.recv(65536)
         except (BlockingIOError, InterruptedError):
-            return
+            return None
         except OSError:
             data = b""
         if not data:
             self.close()
+            return None
+        return data
+
+    def _on_readable(self, _mask: int) -> None:
+        data = self._receive()
+        if data is None:
             return
         self.inbox += data
         if b"\n" not in self.inbox:
@@ -61,15 +68,8 @@ class Connection:
             self.reply(answer)
 
     def _on_hangup(self, _mask: int) -> None:
-        """A parked client sent more or went away; a parked request stays parked until then."""
-        try:
-            data = self.sock.recv(4096)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError:
-            data = b""
-        if not data:
-            self.close()
+        """A parked client sent more (ignored) or went away (the connection closes)."""
+        self._receive()
 
     def _on_writable(self, _mask: int) -> None:
         try:
