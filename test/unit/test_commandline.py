@@ -78,3 +78,14 @@ def test_simple_tasks():
     task = spec(type="simple", command="/bin/sleep", args=("10",), twostage=True,
                 firststage="5 'x y'")
     assert stage_argvs(task) == [["/bin/sleep", "5", "x y"], ["/bin/sleep", "10"]]
+
+
+def test_success_codes():
+    from mirror.task import GeneralSettings
+
+    general = GeneralSettings(successcodes=(23,))
+    rsync = spec(successcodes=(30,))
+    assert [rsync.succeeded(code, general) for code in (0, 23, 24, 30, 1, None)] == [
+        True, True, True, True, False, False]
+    simple = spec(type="simple")
+    assert simple.succeeded(24, GeneralSettings()) is False

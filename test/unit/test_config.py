@@ -111,6 +111,7 @@ def test_a_task_with_an_error_is_not_scheduled_but_the_others_are(tmp_path):
     ("enabled = perhaps", 9, "debian", "enabled", "not a yes/no value"),
     ("upstream[] = not/absolute", 9, "debian", "upstream[]", "is not an upstream"),
     ("time = 0 * * * *", 9, "debian", "time", "set twice (first on line 6)"),
+    ("successcodes = 23,300", 9, "debian", "successcodes", "'300' is not an exit code"),
 ])
 def test_task_errors_are_located(tmp_path, addition, line, section, key, fragment):
     config = load(tmp_path, "[general]\n" + GOOD_TASK + addition + "\n")
