@@ -111,8 +111,8 @@ class MirrorDaemon:
         if not self.stopping:
             wait = self.core.seconds_until_next(self.wall())
             head = self.core.queue.peek()
-            if self.timer.fd is not None:
-                self.timer.arm(head.due if head else None)
+            if self.timer.fd is not None and self.timer.arm(head.due if head else None):
+                log.info("the wall clock was set")
             elif wait is not None:
                 limits.append(wait)
         return max(0.0, min(limits)) if limits else None

@@ -44,10 +44,18 @@ class WallTimer:
         if fd >= 0:
             self.fd = fd
 
-    def arm(self, when: float | None) -> None:
-        """Fire at epoch second *when*; None disarms (but still reports clock changes)."""
+    def arm(self, when: float | None) -> bool:
+        """Fire at epoch second *when*; None disarms (but still reports clock changes).
+
+        Returns:
+            True when the clock was set since the timer was last armed or read: the
+            kernel reports that here (ECANCELED) instead of through read().
+
+        Raises:
+            OSError: the timer could not be set.
+        """
         if self.fd is None:
-            return
+            return False
         spec = _Itimerspec()
         if when is None:
             # A far-future expiry keeps TFD_TIMER_CANCEL_ON_SET watching the clock.
@@ -57,9 +65,13 @@ class WallTimer:
             spec.it_value.tv_sec = int(whole)
             spec.it_value.tv_nsec = int(fraction * 1e9)
         flags = TFD_TIMER_ABSTIME | TFD_TIMER_CANCEL_ON_SET
-        if self._libc.timerfd_settime(self.fd, flags, ctypes.byref(spec), None) != 0:
+        clock_was_set = False
+        while self._libc.timerfd_settime(self.fd, flags, ctypes.byref(spec), None) != 0:
             number = ctypes.get_errno()
-            raise OSError(number, os.strerror(number))
+            if number != errno.ECANCELED or clock_was_set:
+                raise OSError(number, os.strerror(number))
+            clock_was_set = True  # reported once; the second attempt arms the timer
+        return clock_was_set
 
     def read(self) -> str | None:
         """After the fd polled readable: FIRED, CLOCK_SET, or None (spurious)."""
