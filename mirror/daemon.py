@@ -33,6 +33,7 @@ from mirror.wallclock import CLOCK_SET, WallTimer
 log = logging.getLogger(__name__)
 
 CLOCK_JUMP_TOLERANCE = 2.0  # seconds of disagreement between wall and monotonic time
+MAX_SELECT_SECONDS = 86400.0  # without timerfd: epoll cannot wait much longer than 24 days
 
 
 @dataclass
@@ -111,10 +112,11 @@ class MirrorDaemon:
         if not self.stopping:
             wait = self.core.seconds_until_next(self.wall())
             head = self.core.queue.peek()
-            if self.timer.fd is not None and self.timer.arm(head.due if head else None):
-                log.info("the wall clock was set")
+            if self.timer.fd is not None:
+                if self.timer.arm(head.due if head else None):
+                    log.info("the wall clock was set")
             elif wait is not None:
-                limits.append(wait)
+                limits.append(min(wait, MAX_SELECT_SECONDS))
         return max(0.0, min(limits)) if limits else None
 
     def _on_timer(self, _mask: int) -> None:
