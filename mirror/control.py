@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import selectors
 import socket
@@ -91,6 +92,7 @@ class Connection:
             self.server.selector.unregister(self.sock)
         self.sock.close()
         self.server.connections.discard(self)
+        self.server.resume()
 
 
 def error(message: str, **extra: object) -> dict[str, object]:
@@ -113,6 +115,7 @@ class ControlServer:
         self.selector: selectors.BaseSelector
         self.sock: socket.socket | None = None
         self.connections: set[Connection] = set()
+        self.paused = False
 
     def bind(self) -> None:
         """Create the socket, mode 0600 from the start (no window where others could connect).
@@ -148,18 +151,30 @@ class ControlServer:
                 client, _address = self.sock.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError:
+            except OSError as problem:
+                # Out of descriptors: stop listening until a connection closes, or the
+                # listening socket would stay readable and spin the loop.
+                logging.getLogger(__name__).error("cannot accept a control connection: %s",
+                                                  problem)
+                self.selector.unregister(self.sock)
+                self.paused = True
                 return
             client.setblocking(False)
             connection = Connection(self, client)
             self.connections.add(connection)
             self.selector.register(client, selectors.EVENT_READ, connection._on_readable)
 
+    def resume(self) -> None:
+        """Listen again after running out of descriptors, once one is free."""
+        if self.paused and self.sock is not None:
+            self.paused = False
+            self.selector.register(self.sock, selectors.EVENT_READ, self._on_acceptable)
+
     def dispatch(self, line: bytes, connection: Connection) -> dict | None:
         """Parse one request line and hand it to the handler; malformed requests get an error."""
         try:
             request = json.loads(line.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as problem:
+        except (UnicodeDecodeError, ValueError, RecursionError) as problem:
             return error(_("the request is not a JSON object on one line ({reason})").format(
                 reason=problem))
         if not isinstance(request, dict):
@@ -169,11 +184,22 @@ class ControlServer:
         if command not in COMMANDS:
             return error(_("unknown command {command!r}; known commands: {known}").format(
                 command=command, known=", ".join(COMMANDS)))
-        return self.handler(request, connection)
+        try:
+            return self.handler(request, connection)
+        except Exception as problem:  # a bug in one request must not end the daemon
+            logging.getLogger(__name__).exception("control request %r failed", request)
+            return error(_("mirrord could not answer: {reason}").format(reason=problem))
 
-    def close(self) -> None:
-        """Close every connection and the socket, and remove the socket file."""
+    def close(self, flush_seconds: float = 0.0) -> None:
+        """Close every connection and the socket, and remove the socket file.
+
+        Replies already queued are sent first, waiting up to *flush_seconds* each.
+        """
         for connection in list(self.connections):
+            if connection.outbox and flush_seconds > 0:
+                with contextlib.suppress(OSError):
+                    connection.sock.settimeout(flush_seconds)
+                    connection.sock.sendall(connection.outbox)
             connection.close()
         if self.sock is not None:
             with contextlib.suppress(KeyError, ValueError, AttributeError):

@@ -22,7 +22,16 @@ from mirror.control import Connection, ControlServer, error
 from mirror.i18n import _
 from mirror.locations import ConfigLocation
 from mirror.process import describe_status, group_alive, reap, signal_group, spawn
-from mirror.runs import MANUAL, Run, append_line, footer_line, header_line, log_path_for, open_log
+from mirror.runs import (
+    MANUAL,
+    Run,
+    append_line,
+    footer_line,
+    header_line,
+    log_path_for,
+    open_log,
+    write_line,
+)
 from mirror.scheduler import DELAY, EXPIRE, SKIP, START, WAIT, Scheduler
 from mirror.state import CANCELLED, FAILED, KILLED, SUCCESS, TIMEOUT, StateStore, TaskState
 from mirror.status import queue_snapshot, status_snapshot, task_status
@@ -99,10 +108,17 @@ class MirrorDaemon:
             for key, mask in self.selector.select(self._sleep_seconds()):
                 if key.fd == signals_fd:
                     for signum in drain_signals():
-                        self.handle_signal(signum)
+                        self._isolated(self.handle_signal, signum)
                 else:
-                    key.data(mask)
+                    self._isolated(key.data, mask)
         self._shut_down()
+
+    def _isolated(self, handler: Callable[[int], object], argument: int) -> None:
+        """Run one event handler; a bug in it is logged and the loop, and the syncs, go on."""
+        try:
+            handler(argument)
+        except Exception:
+            log.exception("unexpected error while handling an event; mirrord carries on")
 
     def _sleep_seconds(self) -> float | None:
         """How long select may block; None means until something happens."""
@@ -187,6 +203,7 @@ class MirrorDaemon:
         run.stage_started = now
         self.states[run.task.name].stage = run.stage
         try:
+            os.makedirs(self.core.general.logdir, exist_ok=True)
             if run.task.type == RSYNC and run.task.localdir:
                 os.makedirs(run.task.localdir, exist_ok=True)
             fd = open_log(run.log_path)
@@ -197,11 +214,11 @@ class MirrorDaemon:
             self._finish(run, FAILED, None, None)
             return
         try:
-            os.write(fd, header_line(run, now, self.zone).encode("utf-8", "replace"))
+            write_line(fd, header_line(run, now, self.zone))
             run.pid = spawn(run.argv, fd)
         except OSError as problem:
             message = f"cannot run {run.argv[0]}: {problem.strerror or problem}"
-            os.write(fd, f"=== mirrord: {message}\n".encode("utf-8", "replace"))
+            write_line(fd, f"=== mirrord: {message}\n")
             log.error("%s: %s", run.task.name, message)
             self._finish(run, FAILED, None, None)
             return
@@ -245,14 +262,17 @@ class MirrorDaemon:
         state.signal = signal_name
         state.stage = run.stage
         state.upstream = run.upstream
+        # Only a sync that failed on its own says anything about its upstream; one that was
+        # cancelled or stopped is neither retried nor counted.
+        went_wrong = result in (FAILED, TIMEOUT)
         if result == SUCCESS:
             state.last_success = now
             state.consecutive_failures = 0
-        else:
+        elif went_wrong:
             state.consecutive_failures += 1
             if len(run.task.upstreams) > 1:
                 state.upstream_index = (run.upstream_index + 1) % len(run.task.upstreams)
-        retry_at = self.core.finished(name, now, result == SUCCESS)
+        retry_at = self.core.finished(name, now, result == SUCCESS, may_retry=went_wrong)
         if name not in self.core.tasks:
             self.states.pop(name, None)  # removed by a reload: forgotten once finished
         log.log(logging.INFO if result == SUCCESS else logging.WARNING,
@@ -307,7 +327,7 @@ class MirrorDaemon:
 
     def _shut_down(self) -> None:
         self.save_state()
-        self.control.close()
+        self.control.close(flush_seconds=2.0)
         self.timer.close()
         self.selector.close()
         log.info("mirrord stopped")
@@ -342,7 +362,8 @@ class MirrorDaemon:
             return {"ok": True, "tasks": status_snapshot(self.core, self.runs, self.states,
                                                          self.zone)}
         name = message.get("name")
-        if not isinstance(name, str) or name not in self.core.tasks:
+        known = name in self.core.tasks or (command == "cancel" and name in self.core.retired)
+        if not isinstance(name, str) or not known:
             return error(_("unknown task {name!r}").format(name=name),
                          known=sorted(self.core.tasks))
         if command == "cancel":

@@ -44,6 +44,7 @@ class PidFile:
         except BlockingIOError:
             os.close(fd)
             raise AlreadyRunning(self.path, read_pid(self.path)) from None
+        os.ftruncate(fd, 0)  # a stale pid must not be signalled before write() records ours
         self._fd = fd
 
     @property

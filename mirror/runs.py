@@ -6,6 +6,7 @@ started), between a header line and a footer line written by the daemon.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 from dataclasses import dataclass, field
@@ -77,6 +78,12 @@ def footer_line(run: Run, when: float, zone: tzinfo, outcome: str) -> str:
             f"{run.stages}: {outcome} after {duration}\n")
 
 
+def write_line(fd: int, line: str) -> None:
+    """Write one line to an open task log; a full disk is not fatal to the run or the daemon."""
+    with contextlib.suppress(OSError):
+        os.write(fd, line.encode("utf-8", "replace"))
+
+
 def append_line(path: str, line: str) -> None:
     """Append one line to a task log; a log that cannot be written is not fatal to the run."""
     try:
@@ -84,6 +91,6 @@ def append_line(path: str, line: str) -> None:
     except OSError:
         return
     try:
-        os.write(fd, line.encode("utf-8", "replace"))
+        write_line(fd, line)
     finally:
         os.close(fd)

@@ -59,6 +59,7 @@ class Scheduler:
         self.retired: dict[str, TaskSpec] = {}
         # localdir → the running task writing it; and who waits for it to finish.
         self._writers: dict[str, str] = {}
+        self._holding: dict[str, str] = {}  # running task → the localdir it started with
         self._waiting: dict[str, list[str]] = {}
         for task in tasks:
             self.tasks[task.name] = task
@@ -156,14 +157,17 @@ class Scheduler:
         self.running.add(task.name)
         if task.localdir is not None:
             self._writers[task.localdir] = task.name
+            self._holding[task.name] = task.localdir
         self.queue.cancel(RETRY, task.name)
         if task.timeout:
             self.queue.push(now + task.timeout, task.priority, TIMEOUT, task.name)
 
-    def finished(self, name: str, now: float, succeeded: bool) -> float | None:
+    def finished(self, name: str, now: float, succeeded: bool,
+                 may_retry: bool = True) -> float | None:
         """Record the end of *name*'s run.
 
-        After a failure with ``autoretry`` set, a retry is queued at
+        After a failure with ``autoretry`` set (and *may_retry*: not for a run an
+        admin cancelled or a stop ended), a retry of an enabled task is queued at
         now + autoretry if that falls before the next scheduled run.
 
         Returns:
@@ -171,15 +175,16 @@ class Scheduler:
         """
         self.running.discard(name)
         self.queue.cancel(TIMEOUT, name)
-        ended = self.retired.pop(name, None) or self.tasks.get(name)
-        if ended is not None and ended.localdir is not None \
-                and self._writers.get(ended.localdir) == name:
-            del self._writers[ended.localdir]
+        self.retired.pop(name, None)
+        held = self._holding.pop(name, None)
+        if held is not None and self._writers.get(held) == name:
+            del self._writers[held]
         for waiting in self._waiting.pop(name, []):
-            if waiting in self.tasks and waiting not in self.running:
-                self.queue.push(now, self.tasks[waiting].priority, RUN, waiting)
+            queued = self.tasks.get(waiting)
+            if queued is not None and queued.enabled and waiting not in self.running:
+                self.queue.push(now, queued.priority, RUN, waiting)
         task = self.tasks.get(name)
-        if task is None or succeeded or not task.autoretry:
+        if task is None or succeeded or not may_retry or not task.enabled or not task.autoretry:
             return None
         retry_at = now + task.autoretry
         next_run = self.queue.get(RUN, name)

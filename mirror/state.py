@@ -44,6 +44,12 @@ class TaskState:
         for key, value in data.items():
             if key in known and (value is None or isinstance(value, (int, float, str))):
                 values[key] = value
+        for name in ("last_start", "last_end", "duration", "last_success"):
+            if isinstance(values.get(name), str):
+                del values[name]
+        for name in ("result", "signal", "upstream"):
+            if values.get(name) is not None and not isinstance(values[name], str):
+                del values[name]
         state = cls(**values)
         if not isinstance(state.upstream_index, int) or isinstance(state.upstream_index, bool):
             state.upstream_index = 0

@@ -9,6 +9,7 @@ import signal
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -336,3 +337,33 @@ def test_scheduled_runs_and_200_children_exiting_together(mirrord, rsync_daemon)
                if task["last_start"])
     assert snapshot(daemon.directory / "mirror") == snapshot(rsync_daemon.tree)
     assert [child for child in daemon.children() if child[1] == "Z"] == []
+
+
+def test_a_full_disk_does_not_end_the_daemon(mirrord):
+    daemon = mirrord(general() + simple_task("quick", "exit 0"))
+    logs = daemon.directory / "logs"
+    logs.mkdir(exist_ok=True)
+    for day in {time.strftime("%Y-%m-%d"), time.strftime("%Y-%m-%d", time.gmtime())}:
+        (logs / f"quick.log.{day}").symlink_to("/dev/full")
+    assert daemon.cli("--run", "quick", "--wait").returncode == 0
+    assert daemon.process.poll() is None and daemon.answers()
+
+
+def test_run_wait_hears_the_result_when_the_daemon_stops(mirrord):
+    daemon = mirrord(general() + simple_task("long", "sleep 300"))
+    waiting = subprocess.Popen(daemon.argv("--run", "long", "--wait"), stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: daemon.status()["long"]["state"] == "running", what="the run")
+    assert daemon.stop() == 0
+    _out, err = waiting.communicate(timeout=30)
+    assert waiting.returncode == 1 and "long ended: killed" in err
+
+
+def test_a_task_removed_by_reload_can_still_be_cancelled(busy_daemon):
+    daemon, shell, _sleeper = busy_daemon
+    daemon.write_config(general())
+    os.kill(daemon.pid, signal.SIGHUP)
+    wait_for(lambda: "reloaded:" in daemon.log(), what="the reload")
+    assert daemon.cli("--cancel", "busy").returncode == 0
+    wait_for(lambda: not alive(shell), what="the cancelled run to end")
+    wait_for(lambda: "busy" not in daemon.status(), what="the removed task to be forgotten")

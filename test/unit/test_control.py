@@ -75,6 +75,7 @@ def test_requests_and_parked_replies(server):
     (b"[1, 2]\n", "must be a JSON object"),
     (b'{"command": "explode"}\n', "unknown command 'explode'; known commands: queue, status"),
     (b"\xff\xfe\n", "not a JSON object"),
+    (b"[" * 60000 + b"\n", "not a JSON object"),
 ])
 def test_bad_requests_get_clear_errors(server, data, fragment):
     import json

@@ -261,3 +261,36 @@ def test_wall_clock_steps_run_no_slot_twice_and_lose_none():
     decisions = core.due(T0 + 5 * HOUR + 1, QUIET)
     assert [(d.action, d.name) for d in decisions] == [(START, "hourly")]
     assert core.queue.get(RUN, "hourly").due == T0 + 6 * HOUR
+
+
+def test_a_waiting_task_disabled_by_reload_does_not_start():
+    core = Scheduler([task("a", "0 0 1 1 *", localdir="/srv/x"),
+                      task("b", "0 1 * * *", localdir="/srv/x")], GeneralSettings(), ZONE, T0)
+    core.start_now("a", T0)
+    assert [d.action for d in core.due(T0 + HOUR, QUIET)] == ["wait"]
+    core.reload([task("a", "0 0 1 1 *", localdir="/srv/x"),
+                 task("b", "0 1 * * *", localdir="/srv/x", enabled=False)],
+                GeneralSettings(), T0 + HOUR + 1)
+    core.finished("a", T0 + HOUR + 2, True)
+    assert core.queue.get(RUN, "b") is None
+
+
+def test_the_localdir_a_run_started_with_is_released_after_a_reload_moves_it():
+    core = Scheduler([task("a", "0 0 1 1 *", localdir="/srv/old"),
+                      task("b", "0 0 1 1 *", localdir="/srv/old")], GeneralSettings(), ZONE, T0)
+    core.start_now("a", T0)
+    core.reload([task("a", "0 0 1 1 *", localdir="/srv/new"),
+                 task("b", "0 0 1 1 *", localdir="/srv/old")], GeneralSettings(), T0 + 1)
+    core.finished("a", T0 + 2, True)
+    core.start_now("b", T0 + 3)  # no longer blocked by a run that has ended
+
+
+def test_no_retry_after_a_cancel_or_for_a_disabled_task():
+    core = Scheduler([task("r", "0 0 1 1 *", autoretry=60),
+                      task("off", "0 0 1 1 *", autoretry=60, enabled=False)],
+                     GeneralSettings(), ZONE, T0)
+    core.start_now("r", T0)
+    assert core.finished("r", T0 + 1, succeeded=False, may_retry=False) is None
+    core.start_now("off", T0)
+    assert core.finished("off", T0 + 1, succeeded=False) is None
+    assert core.queue.get(RETRY, "r") is None and core.queue.get(RETRY, "off") is None
