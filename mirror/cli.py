@@ -18,9 +18,7 @@ from mirror.i18n import _
 
 EXIT_OK = 0
 EXIT_ERRORS = 1
-EXIT_USAGE = 2
 LEVEL_CHOICES = ("none", "debug", "info", "warning", "error", "critical")
-STOP_WAIT_SECONDS = 120
 
 
 def parse_since(text: str) -> datetime:

@@ -196,17 +196,6 @@ class CronSchedule:
             hour_has_star="*" in hour,
         )
 
-    def day_matches(self, day: date) -> bool:
-        """Tell whether the date fields (day-of-month, month, day-of-week) match *day*.
-
-        When both day-of-month and day-of-week are restricted, either may match,
-        as in standard cron; otherwise both must.
-        """
-        if day.month not in self.months:
-            return False
-        return self._day_matches(day.year, day.month, day.day,
-                                 _days_in_month(day.year, day.month))
-
     def _day_matches(self, year: int, month: int, day: int, days_in_month: int) -> bool:
         dom_ok = day in self.days or (self.last_day_of_month and day == days_in_month)
         if not self.dow_restricted:

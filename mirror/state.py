@@ -16,7 +16,6 @@ FAILED = "failed"
 TIMEOUT = "timeout"
 CANCELLED = "cancelled"
 KILLED = "killed"
-RESULTS = (SUCCESS, FAILED, TIMEOUT, CANCELLED, KILLED)
 FORMAT_VERSION = 1
 
 
