@@ -9,6 +9,7 @@ from mirror.commandline import rsync_source, stage_argvs
 from mirror.config import MirrorConfig, TaskSection
 from mirror.durations import format_duration
 from mirror.i18n import _
+from mirror.tables import format_table
 from mirror.task import RSYNC, TaskSpec
 
 COLUMNS = ("NAME", "TYPE", "PRI", "ENABLED", "SCHEDULE", "NEXT RUN", "TIMEOUT", "AUTORETRY",
@@ -85,10 +86,7 @@ def render_check(config: MirrorConfig, report: dict[str, object]) -> str:
         return "\n".join(lines)
     rows = [COLUMNS] + [_cells(section, row) for section, row
                         in zip(config.sections, report["tasks"])]  # type: ignore[call-overload]
-    widths = [max(len(row[column]) for row in rows) for column in range(len(COLUMNS) - 1)]
-    for row in rows:
-        cells = [cell.ljust(width) for cell, width in zip(row, widths)] + [row[-1]]
-        lines.append("  ".join(cells).rstrip())
+    lines.append(format_table(rows))
     tasks = config.tasks
     disabled = sum(1 for task in tasks if not task.enabled)
     lines.append("")

@@ -14,32 +14,18 @@ from mirror.control import DaemonUnavailable, request
 from mirror.i18n import _
 from mirror.locations import locate_config, pidfile_path, socket_path
 from mirror.pidfile import locked_pid
+from mirror.tables import format_table
 
 EXIT_OK = 0
 EXIT_FAILED = 1
 STOP_WAIT_SECONDS = 120
 COLOURS = {"run": "32", "retry": "33", "timeout": "31", "system": "36",
-           "running": "32", "idle": "0", "disabled": "2"}
+           "running": "32", "disabled": "2"}
 
 
-def _paint(text: str, key: str, enabled: bool) -> str:
-    code = COLOURS.get(key)
-    return f"\033[{code}m{text}\033[0m" if enabled and code and code != "0" else text
-
-
-def _table(rows: list[list[str]], colour_column: int | None = None) -> str:
-    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
-    coloured = sys.stdout.isatty()
-    lines = []
-    for number, row in enumerate(rows):
-        cells = []
-        for column, (cell, width) in enumerate(zip(row, widths)):
-            padded = cell.ljust(width)
-            if number and column == colour_column:
-                padded = _paint(padded, cell, coloured)
-            cells.append(padded)
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines)
+def _coloured_table(rows: list[list[str]]) -> str:
+    """A table whose second column (kind or state) is coloured on a terminal."""
+    return format_table(rows, colour_column=1, colours=COLOURS if sys.stdout.isatty() else None)
 
 
 def _show(value: object) -> str:
@@ -54,7 +40,7 @@ def print_queue(reply: dict, as_json: bool) -> None:
     rows = [["NAME", "KIND", "DUE", "PRIORITY"]]
     rows += [[entry["name"], entry["kind"], entry["due"], str(entry["priority"])]
              for entry in reply["queue"]]
-    print(_table(rows, colour_column=1) if len(rows) > 1 else _("the queue is empty"))
+    print(_coloured_table(rows) if len(rows) > 1 else _("the queue is empty"))
 
 
 def print_status(reply: dict, as_json: bool) -> None:
@@ -71,7 +57,7 @@ def print_status(reply: dict, as_json: bool) -> None:
         rows.append([name, task["state"], _show(task["pid"]), stage, _show(task["started"]),
                      _show(task["last_result"]), _show(exit_shown), _show(task["last_success"]),
                      _show(task["next_run"]), _show(task["upstream"])])
-    print(_table(rows, colour_column=1))
+    print(_coloured_table(rows))
 
 
 def _wait_for_exit(pid: int, pidfile: str, seconds: float) -> bool:

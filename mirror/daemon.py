@@ -126,13 +126,12 @@ class MirrorDaemon:
         if self.kill_deadlines:
             limits.append(min(self.kill_deadlines.values()) - self.monotonic())
         if not self.stopping:
-            wait = self.core.seconds_until_next(self.wall())
             head = self.core.queue.peek()
             if self.timer.fd is not None:
                 if self.timer.arm(head.due if head else None):
                     log.info("the wall clock was set")
-            elif wait is not None:
-                limits.append(min(wait, MAX_SELECT_SECONDS))
+            elif head is not None:
+                limits.append(min(head.due - self.wall(), MAX_SELECT_SECONDS))
         return max(0.0, min(limits)) if limits else None
 
     def _on_timer(self, _mask: int) -> None:
@@ -233,9 +232,7 @@ class MirrorDaemon:
         append_line(run.log_path, footer_line(run, now, self.zone, outcome))
         assert run.pid is not None
         if group_alive(run.pid):
-            # What the stage left behind in its group goes too.
-            signal_group(run.pid, signal.SIGTERM)
-            self.kill_deadlines.setdefault(run.pid, self.monotonic() + self.core.general.killgrace)
+            self._end_group(run.pid)  # what the stage left behind in its group goes too
         log.info("%s: stage %d/%d ended: %s", run.task.name, run.stage, run.stages, outcome)
         signal_name = signal.Signals(signum).name if signum else None
         if run.ending is not None:
@@ -273,6 +270,7 @@ class MirrorDaemon:
             if len(run.task.upstreams) > 1:
                 state.upstream_index = (run.upstream_index + 1) % len(run.task.upstreams)
         retry_at = self.core.finished(name, now, result == SUCCESS, may_retry=went_wrong)
+        reply = result_reply(name, state)
         if name not in self.core.tasks:
             self.states.pop(name, None)  # removed by a reload: forgotten once finished
         log.log(logging.INFO if result == SUCCESS else logging.WARNING,
@@ -281,10 +279,7 @@ class MirrorDaemon:
                 if retry_at else "")
         self.save_state()
         for waiter in run.waiters:
-            waiter.reply({"ok": result == SUCCESS, "name": name, "result": result,
-                          "exit_code": code, "signal": signal_name,
-                          "error": None if result == SUCCESS else _("{name} ended: {result}")
-                          .format(name=name, result=result)})
+            waiter.reply(reply)
 
     def save_state(self) -> None:
         """Write the state file; a failure is logged, and retried at the next change."""
@@ -303,9 +298,13 @@ class MirrorDaemon:
         if run.ending is None:
             run.ending = ending
         log.warning("%s: %s; sending SIGTERM to process group %d", name, ending, run.pid)
-        signal_group(run.pid, signal.SIGTERM)
-        self.kill_deadlines.setdefault(run.pid, self.monotonic() + self.core.general.killgrace)
+        self._end_group(run.pid)
         return True
+
+    def _end_group(self, pgid: int) -> None:
+        """SIGTERM to process group *pgid* now; SIGKILL when killgrace has passed."""
+        signal_group(pgid, signal.SIGTERM)
+        self.kill_deadlines.setdefault(pgid, self.monotonic() + self.core.general.killgrace)
 
     def _kill_overdue_groups(self) -> None:
         now = self.monotonic()
@@ -384,9 +383,15 @@ class MirrorDaemon:
             if name in self.runs:
                 run.waiters.append(connection)
                 return None
-            state = self.states[name]
-            return {"ok": state.result == SUCCESS, "name": name, "result": state.result,
-                    "exit_code": state.exit_code, "signal": state.signal,
-                    "error": _("{name} ended: {result}").format(name=name, result=state.result)}
+            return result_reply(name, self.states[name])
         reply = task_status(name, self.core, self.runs, self.states, self.zone)
         return {"ok": True, "name": name, **reply}
+
+
+def result_reply(name: str, state: TaskState) -> dict[str, object]:
+    """The answer to ``run`` with ``wait``: how the run that just ended went."""
+    succeeded = state.result == SUCCESS
+    return {"ok": succeeded, "name": name, "result": state.result,
+            "exit_code": state.exit_code, "signal": state.signal,
+            "error": None if succeeded else _("{name} ended: {result}").format(
+                name=name, result=state.result)}

@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The local time zone, as the daemon and ``--check`` use it (honours ``TZ``)."""
+"""The local time zone, as the daemon and ``--check`` use it (honours ``TZ``), and times in it."""
 from __future__ import annotations
 
 import os
@@ -40,3 +40,9 @@ def local_zone() -> tzinfo:
                 pass
         return datetime.now().astimezone().tzinfo or timezone.utc
     return _zone_from_file(SYSTEM_ZONE_FILE) or timezone.utc
+
+
+def iso(when: float | None, zone: tzinfo) -> str | None:
+    """Epoch seconds as ISO-8601 with the zone's offset, or None."""
+    return None if when is None else datetime.fromtimestamp(when, zone).isoformat(
+        timespec="seconds")

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 
 from mirror.durations import format_duration
+from mirror.localzone import iso
 from mirror.task import TaskSpec
 
 MANUAL = "manual"
@@ -59,14 +60,10 @@ def open_log(path: str) -> int:
     return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
 
-def _stamp(when: float, zone: tzinfo) -> str:
-    return datetime.fromtimestamp(when, zone).isoformat(timespec="seconds")
-
-
 def header_line(run: Run, when: float, zone: tzinfo) -> str:
     """The line written before a stage's output."""
     upstream = f", upstream {run.upstream}" if run.upstream else ""
-    return (f"=== mirrord {_stamp(when, zone)} start {run.task.name} stage {run.stage}/"
+    return (f"=== mirrord {iso(when, zone)} start {run.task.name} stage {run.stage}/"
             f"{run.stages} ({run.kind}{upstream}): {shlex.join(run.argv)}\n")
 
 
@@ -74,7 +71,7 @@ def footer_line(run: Run, when: float, zone: tzinfo, outcome: str) -> str:
     """The line after a stage ended; *outcome* is e.g. ``exit 0`` or ``killed by SIGTERM``."""
     seconds = round(when - run.stage_started)
     duration = format_duration(seconds) if seconds > 0 else "0s"
-    return (f"=== mirrord {_stamp(when, zone)} end {run.task.name} stage {run.stage}/"
+    return (f"=== mirrord {iso(when, zone)} end {run.task.name} stage {run.stage}/"
             f"{run.stages}: {outcome} after {duration}\n")
 
 

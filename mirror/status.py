@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime, tzinfo
+from datetime import tzinfo
 
+from mirror.localzone import iso
 from mirror.runs import Run
 from mirror.scheduler import Scheduler
 from mirror.state import TaskState
@@ -13,12 +14,6 @@ from mirror.taskqueue import RUN
 IDLE = "idle"
 RUNNING = "running"
 DISABLED = "disabled"
-
-
-def iso(when: float | None, zone: tzinfo) -> str | None:
-    """Epoch seconds as ISO-8601 with the zone's offset, or None."""
-    return None if when is None else datetime.fromtimestamp(when, zone).isoformat(
-        timespec="seconds")
 
 
 def queue_snapshot(core: Scheduler, zone: tzinfo) -> list[dict[str, object]]:

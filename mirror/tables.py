@@ -1,0 +1,29 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Plain-text tables for the terminal: left-aligned columns, optionally one coloured column."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+
+def format_table(rows: Sequence[Sequence[str]], colour_column: int | None = None,
+                 colours: Mapping[str, str] | None = None) -> str:
+    """Render *rows* (the first one is the header) as aligned text.
+
+    Args:
+        rows: cells as strings; every row has the same number of cells.
+        colour_column: the column whose cells are coloured by their value.
+        colours: value → ANSI colour code for that column; None means no colour.
+
+    Returns:
+        The lines joined with newlines, without trailing spaces.
+    """
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    lines = []
+    for number, row in enumerate(rows):
+        cells = []
+        for column, (cell, width) in enumerate(zip(row, widths)):
+            padded = cell.ljust(width)
+            code = colours.get(cell) if colours and number and column == colour_column else None
+            cells.append(f"\033[{code}m{padded}\033[0m" if code else padded)
+        lines.append("  ".join(cells).rstrip())
+    return "\n".join(lines)
