@@ -20,6 +20,7 @@ from mirror.durations import parse_duration
 from mirror.i18n import _
 from mirror.inifile import Entry, Section, parse_ini
 from mirror.locations import PLUGIN_INI, ConfigLocation
+from mirror.pluginsettings import PluginSection, check_plugin_sections, read_sections
 from mirror.schedule import CronSchedule
 from mirror.task import (
     DEFAULT_RSYNC_ARGS,
@@ -75,7 +76,7 @@ class MirrorConfig:
     location: ConfigLocation
     general: GeneralSettings
     sections: tuple[TaskSection, ...]
-    plugins: dict[str, dict[str, str]] = field(default_factory=dict)
+    plugins: dict[str, PluginSection] = field(default_factory=dict)
     issues: tuple[ConfigIssue, ...] = ()
 
     @property
@@ -109,11 +110,10 @@ def load_config(location: ConfigLocation, which: Which = shutil.which) -> Mirror
     config = parse_mirror_ini(text, str(location.mirror_ini), location.directory, which)
     plugin_issues = IssueCollector(str(location.plugin_ini))
     plugin_text = _read_text(location.plugin_ini, plugin_issues, required=False)
-    plugins = {}
+    plugins: dict[str, PluginSection] = {}
     if plugin_text is not None:
-        sections = parse_ini(plugin_text, plugin_issues)
-        plugins = {section.name.lower(): {entry.key: entry.value for entry in section.entries}
-                   for section in sections}
+        plugins = read_sections(parse_ini(plugin_text, plugin_issues))
+        check_plugin_sections(plugins, plugin_issues)
     return replace(config, location=location, plugins=plugins,
                    issues=tuple(issues.issues) + config.issues + tuple(plugin_issues.issues))
 

@@ -13,14 +13,31 @@ import selectors
 import signal
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import tzinfo
 
 from mirror.commandline import stage_argvs
 from mirror.config import MirrorConfig, load_config
 from mirror.control import Connection, ControlServer, error
+from mirror.events import (
+    MirrorEvent,
+    MirrorStartEvent,
+    PreTaskStartEvent,
+    ReloadEvent,
+    RunFinishedEvent,
+    RunSystemTaskEvent,
+    StopEvent,
+    SystemTaskInfo,
+    TaskEnqueueEvent,
+    TaskSizeEvent,
+    TaskStartEvent,
+    TaskStopEvent,
+)
 from mirror.i18n import _
 from mirror.locations import ConfigLocation
+from mirror.loopcalls import LoopCalls
+from mirror.pluginhost import PluginHost
 from mirror.process import describe_status, group_alive, reap, signal_group, spawn
 from mirror.runs import (
     MANUAL,
@@ -32,17 +49,21 @@ from mirror.runs import (
     open_log,
     write_line,
 )
-from mirror.scheduler import DELAY, EXPIRE, SKIP, START, WAIT, Scheduler
+from mirror.schedule import CronSchedule
+from mirror.scheduler import DELAY, EXPIRE, SKIP, START, SYSTEM_DUE, WAIT, Scheduler
+from mirror.snapshot import Snapshot, take_snapshot
 from mirror.state import CANCELLED, FAILED, KILLED, SUCCESS, TIMEOUT, StateStore, TaskState
 from mirror.status import queue_snapshot, status_snapshot, task_status
 from mirror.sysinfo import SystemProbe
 from mirror.task import RSYNC
+from mirror.taskqueue import RUN
 from mirror.wallclock import CLOCK_SET, WallTimer
 
 log = logging.getLogger(__name__)
 
 CLOCK_JUMP_TOLERANCE = 2.0  # seconds of disagreement between wall and monotonic time
 MAX_SELECT_SECONDS = 86400.0  # without timerfd: epoll cannot wait much longer than 24 days
+PLUGIN_STOP_SECONDS = 10.0  # how long plugins get to handle their last events on stop
 
 
 @dataclass
@@ -75,7 +96,12 @@ class MirrorDaemon:
         self.pids: dict[int, str] = {}
         self.kill_deadlines: dict[int, float] = {}  # process group → monotonic deadline
         self.stopping = False
+        self.stop_reason = ""
         self.control = ControlServer(paths.socket, self.handle_request)
+        # Made after detaching (it closes every descriptor but those it is told to keep).
+        self.calls: LoopCalls | None = None
+        self.plugins = PluginHost(self._call_in_loop, self.probe)
+        self.system_entries: dict[str, tuple[CronSchedule, int]] = {}
         # Created in serve(), after detaching closed every other descriptor.
         self.selector: selectors.BaseSelector
         self.timer: WallTimer
@@ -95,9 +121,13 @@ class MirrorDaemon:
         self.selector.register(signals_fd, selectors.EVENT_READ, None)
         if self.timer.fd is not None:
             self.selector.register(self.timer.fd, selectors.EVENT_READ, self._on_timer)
+        self.calls = self.calls or LoopCalls()
+        self.selector.register(self.calls.read_fd, selectors.EVENT_READ, self.calls.run_pending)
         self.control.attach(self.selector)
         log.info("mirrord started: %d tasks, %d enabled", len(self.core.tasks),
                  sum(1 for task in self.core.tasks.values() if task.enabled))
+        self.emit(MirrorStartEvent())
+        self._announce_queued(self.core.tasks)
         while True:
             self._notice_clock_jump()
             self._kill_overdue_groups()
@@ -112,6 +142,24 @@ class MirrorDaemon:
                 else:
                     self._isolated(key.data, mask)
         self._shut_down()
+
+    def load_plugins(self) -> None:
+        """Load and enable the plugins. After detaching: their threads would not survive it."""
+        self.calls = self.calls or LoopCalls()
+        self.plugins.load(self.config.plugins, self.config.general)
+
+    def _call_in_loop(self, function: Callable[[MirrorDaemon], object]) -> Future:
+        assert self.calls is not None, "load_plugins() comes first"
+        return self.calls.submit(lambda: function(self))
+
+    def emit(self, event: MirrorEvent) -> None:
+        """Hand *event* to the plugins; never blocks."""
+        self.plugins.emit(event)
+
+    def _announce_queued(self, names: object) -> None:
+        for name in names:  # type: ignore[attr-defined]
+            if self.core.queue.get(RUN, name) is not None:
+                self.emit(TaskEnqueueEvent(name))
 
     def _isolated(self, handler: Callable[[int], object], argument: int) -> None:
         """Run one event handler; a bug in it is logged and the loop, and the syncs, go on."""
@@ -178,8 +226,49 @@ class MirrorDaemon:
                 self._start(decision.name, decision.kind)
             elif decision.action == EXPIRE:
                 self._terminate(decision.name, TIMEOUT)
+            elif decision.action == SYSTEM_DUE:
+                self._run_system_entry(decision.name, decision.due)
             elif decision.action in (SKIP, DELAY, WAIT):
                 log.info("%s %s: %s", decision.name, decision.action, decision.reason)
+            if decision.action in (START, SKIP, DELAY):
+                self._announce_queued([decision.name])
+
+    def _run_system_entry(self, name: str, due: float) -> None:
+        entry = self.system_entries.get(name)
+        if entry is None:
+            return
+        schedule, priority = entry
+        self.emit(RunSystemTaskEvent(SystemTaskInfo(name, due, priority, schedule.expression)))
+        self.core.schedule_system(name, schedule.next_instant(self.wall(), self.core.offsets),
+                                  priority)
+
+    def add_system_entry(self, name: str, schedule: CronSchedule, priority: int) -> None:
+        """Queue system entry *name* on *schedule* (for plugins; loop thread)."""
+        self.system_entries[name] = (schedule, priority)
+        self.core.schedule_system(name, schedule.next_instant(self.wall(), self.core.offsets),
+                                  priority)
+        log.info("system entry %s scheduled (%s)", name, schedule.expression)
+
+    def record_size(self, name: str, size: int) -> None:
+        """Keep the size a plugin measured for *name*, and announce it (loop thread)."""
+        if name not in self.core.tasks and name not in self.states:
+            return
+        self.states.setdefault(name, TaskState()).size = size
+        self.save_state()
+        self.emit(TaskSizeEvent(name, size))
+
+    def snapshot(self) -> Snapshot:
+        """What plugins may see, now (loop thread)."""
+        return take_snapshot(self.core, self.runs, self.states, self.zone, self.wall())
+
+    def plugin_request(self, message: dict) -> dict:
+        """A control request from a plugin; ``wait`` is not offered (loop thread)."""
+        if message.get("wait"):
+            return error(_("plugins cannot wait for a run; handle RunFinishedEvent instead"))
+        if message.get("command") not in ("queue", "status", "run", "cancel"):
+            return error(_("unknown command {command!r}").format(command=message.get("command")),
+                         known=["queue", "status", "run", "cancel"])
+        return self.handle_request(message, None) or {"ok": True}
 
     def _start(self, name: str, kind: str) -> Run:
         task = self.core.tasks[name]
@@ -194,7 +283,10 @@ class MirrorDaemon:
         state.last_start = now
         state.upstream = upstream
         log.info("%s: starting (%s%s)", name, kind, f", upstream {upstream}" if upstream else "")
+        self.emit(PreTaskStartEvent(name))
         self._spawn_stage(run)
+        if run.pid is not None and run.stage == 1:
+            self.emit(TaskStartEvent(name, run.pid))
         return run
 
     def _spawn_stage(self, run: Run) -> None:
@@ -252,6 +344,7 @@ class MirrorDaemon:
         now = self.wall()
         self.runs.pop(name, None)
         state = self.states.setdefault(name, TaskState())
+        previous_failures = state.consecutive_failures
         state.last_end = now
         state.duration = round(now - run.started, 3)
         state.result = result
@@ -267,6 +360,7 @@ class MirrorDaemon:
             state.consecutive_failures = 0
         elif went_wrong:
             state.consecutive_failures += 1
+            state.failures_total += 1
             if len(run.task.upstreams) > 1:
                 state.upstream_index = (run.upstream_index + 1) % len(run.task.upstreams)
         retry_at = self.core.finished(name, now, result == SUCCESS, may_retry=went_wrong)
@@ -280,6 +374,17 @@ class MirrorDaemon:
         self.save_state()
         for waiter in run.waiters:
             waiter.reply(reply)
+        signum = signal.Signals[signal_name] if signal_name else None
+        self.emit(TaskStopEvent(name, run.pid or 0,
+                                -signum if signum else 127 if code is None else code))
+        self.emit(RunFinishedEvent(
+            taskname=name, kind=run.kind, result=result, exit_code=code, signal=signal_name,
+            started=run.started, ended=now, duration=state.duration, stage=run.stage,
+            stages=run.stages, upstream=run.upstream, log_path=run.log_path,
+            previous_failures=previous_failures,
+            consecutive_failures=state.consecutive_failures, retry_at=retry_at))
+        if retry_at is not None:
+            self._announce_queued([name])
 
     def save_state(self) -> None:
         """Write the state file; a failure is logged, and retried at the next change."""
@@ -320,12 +425,16 @@ class MirrorDaemon:
         """Stop: end every run (TERM, then KILL after the grace period), then exit the loop."""
         if not self.stopping:
             log.info("stopping (%s): ending %d running tasks", reason, len(self.runs))
+            self.stop_reason = reason
         self.stopping = True
         for name in list(self.runs):
             self._terminate(name, KILLED)
 
     def _shut_down(self) -> None:
         self.save_state()
+        self.emit(StopEvent(self.stop_reason))
+        self.calls.close()  # type: ignore[union-attr]
+        self.plugins.stop(PLUGIN_STOP_SECONDS)
         self.control.close(flush_seconds=2.0)
         self.timer.close()
         self.selector.close()
@@ -348,11 +457,16 @@ class MirrorDaemon:
         self.config = config
         log.info("reloaded: %d tasks (%d added, %d removed); %d runs continue", len(new),
                  len(new - old), len(old - new), len(self.runs))
+        self.emit(ReloadEvent(added=tuple(sorted(new - old)), removed=tuple(sorted(old - new)),
+                              tasks=tuple(task.name for task in config.tasks),
+                              plugin_sections={name: dict(section.raw) for name, section
+                                               in config.plugins.items()}))
+        self._announce_queued(self.core.tasks)
         return True
 
     # --- control requests ---------------------------------------------------------------
 
-    def handle_request(self, message: dict, connection: Connection) -> dict | None:
+    def handle_request(self, message: dict, connection: Connection | None) -> dict | None:
         """Answer one control request (see mirror.control for the protocol)."""
         command = message["command"]
         if command == "queue":
@@ -380,7 +494,7 @@ class MirrorDaemon:
             return error(_("{name} could not start; see {log}").format(name=name,
                                                                        log=run.log_path))
         if message.get("wait"):
-            if name in self.runs:
+            if name in self.runs and connection is not None:
                 run.waiters.append(connection)
                 return None
             return result_reply(name, self.states[name])

@@ -220,6 +220,7 @@ def run_daemon(location: ConfigLocation, config: MirrorConfig, options: DaemonOp
         lock.write(os.getpid())
         become_subreaper()
         signals = SignalPipe()
+        daemon.load_plugins()
         profiler = cProfile.Profile() if options.profile else None
         if profiler:
             profiler.enable()

@@ -34,6 +34,8 @@ class TaskState:
     upstream_index: int = 0
     last_success: float | None = None
     consecutive_failures: int = 0
+    failures_total: int = 0  # failed or timed-out runs, ever
+    size: int | None = None  # bytes, as a plugin last reported it
 
     @classmethod
     def from_dict(cls, data: dict) -> TaskState:
@@ -52,8 +54,11 @@ class TaskState:
         state = cls(**values)
         if not isinstance(state.upstream_index, int) or isinstance(state.upstream_index, bool):
             state.upstream_index = 0
-        if not isinstance(state.consecutive_failures, int):
-            state.consecutive_failures = 0
+        for name in ("consecutive_failures", "failures_total"):
+            if not isinstance(getattr(state, name), int):
+                setattr(state, name, 0)
+        if state.size is not None and not isinstance(state.size, int):
+            state.size = None
         return state
 
 

@@ -197,14 +197,20 @@ def alive(pid: int) -> bool:
     return state != "Z"
 
 
+# Tests that do not test the status page keep it off, so that daemons need no free port.
+NO_WEB_PAGE = "[slatefish]\nenabled = 0\n"
+
+
 @pytest.fixture
 def mirrord(tmp_path) -> Iterator[callable]:
-    """Factory: ``mirrord(config_text)`` starts a daemon in a fresh directory; all are stopped."""
+    """Factory: ``mirrord(config_text, *options, plugins=plugin_ini_text)`` starts a daemon
+    in a fresh directory (``@DIR@`` in either text becomes it); all are stopped at the end."""
     started: list[Mirrord] = []
 
-    def start(config: str, *extra: str) -> Mirrord:
+    def start(config: str, *extra: str, plugins: str = NO_WEB_PAGE) -> Mirrord:
         directory = tmp_path / f"d{len(started)}"
         directory.mkdir()
+        (directory / "plugin.ini").write_text(plugins.replace("@DIR@", str(directory)))
         daemon = Mirrord(directory, config.replace("@DIR@", str(directory)))
         started.append(daemon)
         return daemon.start(*extra)

@@ -217,7 +217,9 @@ def test_locate_config_defaults(tmp_path, monkeypatch):
 def test_plugin_ini_is_read_beside_mirror_ini(tmp_path):
     write(tmp_path, "[TaskStatus]\nstatus_file = /tmp/status.json\n", "plugin.ini")
     config = load(tmp_path, GOOD_TASK)
-    assert config.plugins == {"taskstatus": {"status_file": "/tmp/status.json"}}
+    assert list(config.plugins) == ["taskstatus"]
+    assert config.plugins["taskstatus"].raw == {"status_file": "/tmp/status.json"}
+    assert config.plugins["taskstatus"].lines == {"status_file": 2}
 
 
 def test_production_config_checks_clean():

@@ -1,0 +1,150 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Delivering events to plugins: one worker thread per plugin, each blocking on its own queue.
+
+The daemon's loop only puts events on queues (never blocks); each plugin's
+worker calls that plugin's handlers in order. A handler that raises is logged
+with the plugin's name and skipped; one that blocks delays only its own plugin.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+
+from mirror import component
+from mirror.events import EVENT_TYPES, MirrorEvent
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[..., object]
+BACKLOG_WARNING = 100  # queued events; warned again each time the backlog doubles
+_STOP = object()
+
+
+class UnknownEvent(ValueError):
+    """A handler was registered for an event name mirrord never emits."""
+
+
+class PluginWorker:
+    """A plugin's handlers, keyed by event name, and the thread that calls them.
+
+    Its ``register_event_handler`` and ``deregister_event_handler`` are 0.8.4's
+    EventManager API, which 0.8.4 plugins reach through :mod:`mirror.component`.
+    """
+
+    def __init__(self, plugin_name: str, raw_config: Mapping[str, Mapping[str, str]]) -> None:
+        self.plugin_name = plugin_name
+        self.raw_config = raw_config  # plugin.ini as 0.8.4 plugins read it
+        self.handlers: dict[str, list[Handler]] = {}
+        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._next_warning = BACKLOG_WARNING
+
+    def register_event_handler(self, event: str, handler: Handler) -> None:
+        """Call *handler* for each *event* (a name from :data:`mirror.events.EVENT_TYPES`).
+
+        Raises:
+            UnknownEvent: mirrord has no event of that name.
+        """
+        if event not in EVENT_TYPES:
+            raise UnknownEvent(f"no event named {event!r}; known: {', '.join(EVENT_TYPES)}")
+        with self._lock:
+            handlers = self.handlers.setdefault(event, [])
+            if handler not in handlers:
+                handlers.append(handler)
+
+    def deregister_event_handler(self, event: str, handler: Handler) -> None:
+        """Stop calling *handler* for *event*; unknown pairs are ignored."""
+        with self._lock:
+            if handler in self.handlers.get(event, []):
+                self.handlers[event].remove(handler)
+
+    def wants(self, event: MirrorEvent) -> bool:
+        """Whether any handler of this plugin is registered for *event*."""
+        return bool(self.handlers.get(event.name))
+
+    def start(self) -> None:
+        """Start the worker thread (a daemon thread, so a stuck handler cannot hold exit)."""
+        self._thread = threading.Thread(target=self._work, daemon=True,
+                                        name=f"plugin:{self.plugin_name}")
+        self._thread.start()
+
+    def put(self, event: MirrorEvent) -> None:
+        """Queue *event* for this plugin; never blocks. A growing backlog is logged."""
+        self._queue.put(event)
+        backlog = self._queue.qsize()
+        if backlog >= self._next_warning:
+            log.warning("plugin %s is %d events behind (a handler is slow or stuck)",
+                        self.plugin_name, backlog)
+            self._next_warning *= 2
+        elif backlog < BACKLOG_WARNING // 2:
+            self._next_warning = BACKLOG_WARNING
+
+    def call(self, function: Callable[[], object]) -> None:
+        """Run *function* on this plugin's thread, after the events queued before it."""
+        self._queue.put(function)
+
+    def stop(self, deadline: float) -> bool:
+        """Deliver what is queued, then end the thread; give up at *deadline* (monotonic).
+
+        Returns:
+            True if the thread ended in time.
+        """
+        if self._thread is None:
+            return True
+        self._queue.put(_STOP)
+        self._thread.join(max(0.0, deadline - time.monotonic()))
+        if self._thread.is_alive():
+            log.warning("plugin %s did not finish its last %d events in time; they are dropped",
+                        self.plugin_name, self._queue.qsize())
+            return False
+        return True
+
+    def _work(self) -> None:
+        component.bind(self, self.raw_config)
+        while True:
+            item = self._queue.get()  # blocks: an idle plugin thread costs no wakeups
+            if item is _STOP:
+                return
+            if isinstance(item, MirrorEvent):
+                with self._lock:
+                    handlers = list(self.handlers.get(item.name, ()))
+                for handler in handlers:
+                    self._guarded(handler, item.name, item.args)
+            else:
+                self._guarded(item, "a queued call", ())  # type: ignore[arg-type]
+
+    def _guarded(self, handler: Handler, what: str, args: tuple[object, ...]) -> None:
+        try:
+            handler(*args)
+        except Exception:
+            log.exception("plugin %s: handler %s for %s failed; skipped",
+                          self.plugin_name, getattr(handler, "__qualname__", handler), what)
+
+
+class EventBus:
+    """Fans events out to every plugin's worker."""
+
+    def __init__(self) -> None:
+        self.workers: list[PluginWorker] = []
+
+    def add(self, worker: PluginWorker) -> None:
+        """Take *worker* on and start its thread."""
+        self.workers.append(worker)
+        worker.start()
+
+    def emit(self, event: MirrorEvent) -> None:
+        """Queue *event* for every plugin that handles it. Called from the daemon's loop."""
+        for worker in self.workers:
+            if worker.wants(event):
+                worker.put(event)
+
+    def stop(self, seconds: float) -> None:
+        """Let every worker deliver what it has, all within *seconds* in total."""
+        deadline = time.monotonic() + seconds
+        for worker in self.workers:
+            worker.stop(deadline)
+        self.workers.clear()

@@ -1,0 +1,76 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Calls into the daemon's loop from other threads: queue a function, wake the loop, get a Future.
+
+This is the only way plugin threads reach the daemon's state. The loop runs the
+functions between its other work, so they never race with scheduling.
+"""
+from __future__ import annotations
+
+import collections
+import contextlib
+import logging
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class LoopClosed(RuntimeError):
+    """The daemon has stopped serving; nothing more runs on its loop."""
+
+
+class LoopCalls:
+    """A thread-safe queue of functions, and a pipe whose read end wakes the loop's selector."""
+
+    def __init__(self) -> None:
+        self.read_fd, self._write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        self._pending: collections.deque[tuple[Callable[[], Any], Future]] = collections.deque()
+        self.closed = False
+        self._lock = threading.Lock()
+
+    def submit(self, function: Callable[[], Any]) -> Future:
+        """Run *function* on the loop soon. Any thread.
+
+        Returns:
+            A Future for its result (or its exception). If the loop has closed,
+            the Future fails with LoopClosed.
+        """
+        future: Future = Future()
+        with self._lock:  # so that close() cannot free the descriptor between check and write
+            if self.closed:
+                future.set_exception(LoopClosed("mirrord is stopping"))
+                return future
+            self._pending.append((function, future))
+            # A full pipe means the loop is awake already.
+            with contextlib.suppress(BlockingIOError):
+                os.write(self._write_fd, b"\0")
+        return future
+
+    def run_pending(self, _mask: int = 0) -> None:
+        """Run every queued function. Loop thread only."""
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self.read_fd, 4096):
+                pass
+        while self._pending:
+            function, future = self._pending.popleft()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(function())
+            except Exception as problem:
+                log.exception("a call from a plugin thread failed")
+                future.set_exception(problem)
+
+    def close(self) -> None:
+        """Fail what is still queued and refuse new calls."""
+        with self._lock:
+            self.closed = True
+        while self._pending:
+            _function, future = self._pending.popleft()
+            if future.set_running_or_notify_cancel():
+                future.set_exception(LoopClosed("mirrord is stopping"))
+        for fd in (self.read_fd, self._write_fd):
+            os.close(fd)

@@ -1,0 +1,181 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Finding, loading and hosting plugins, and the API they get.
+
+Plugins are entry points in the group ``mirror.plugin.mirrorplugin`` of any
+installed distribution. Each is loaded, constructed with its entry-point name,
+given its :class:`HostAPI` and settings, and enabled; one that fails at any
+step is logged with its name and left out. See docs/plugins.md.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future
+from importlib import metadata
+from typing import Any, Protocol
+
+from mirror import component
+from mirror.diagnostics import IssueCollector
+from mirror.eventbus import EventBus, Handler, PluginWorker
+from mirror.events import MirrorEvent
+from mirror.pluginbase import PluginBase
+from mirror.plugininit import PluginInitBase
+from mirror.pluginsettings import PluginSection, discover, settings_schema, validate
+from mirror.policy import Conditions
+from mirror.schedule import CronSchedule
+from mirror.snapshot import Snapshot
+from mirror.sysinfo import SystemProbe
+from mirror.task import GeneralSettings
+
+log = logging.getLogger(__name__)
+
+REQUEST_TIMEOUT = 10.0
+
+
+class LoopSide(Protocol):
+    """What the daemon does for plugins, on its loop thread (MirrorDaemon implements it)."""
+
+    def snapshot(self) -> Snapshot: ...
+    def plugin_request(self, message: dict[str, Any]) -> dict[str, Any]: ...
+    def add_system_entry(self, name: str, schedule: CronSchedule, priority: int) -> None: ...
+    def record_size(self, name: str, size: int) -> None: ...
+
+
+class HostAPI:
+    """What a plugin may use, from its own thread or any other.
+
+    Attributes:
+        name: the plugin's entry-point name.
+        settings: its plugin.ini section, validated (raw strings for a plugin
+            that declares no SETTINGS).
+    """
+
+    def __init__(self, name: str, worker: PluginWorker, loop: Callable[[Callable[[], Any]], Future],
+                 general: GeneralSettings, probe: SystemProbe) -> None:
+        self.name = name
+        self._worker = worker
+        self._loop = loop
+        self._general = general
+        self._probe = probe
+
+    def register_event_handler(self, event: str, handler: Handler) -> None:
+        """Call *handler* for each event named *event*, on this plugin's thread, in order.
+
+        Classic events pass 0.8.4's positional arguments; the others pass the event.
+
+        Raises:
+            ValueError: no event has that name.
+        """
+        self._worker.register_event_handler(event, handler)
+
+    def deregister_event_handler(self, event: str, handler: Handler) -> None:
+        """Undo :meth:`register_event_handler`."""
+        self._worker.deregister_event_handler(event, handler)
+
+    def snapshot(self, timeout: float = REQUEST_TIMEOUT) -> Snapshot:
+        """Every task, the queue and the settings plugins see, as of now.
+
+        Raises:
+            mirror.loopcalls.LoopClosed: the daemon has stopped serving.
+            TimeoutError: the loop did not answer within *timeout* seconds.
+        """
+        return self._loop(lambda side: side.snapshot()).result(timeout)
+
+    def request(self, message: dict[str, Any], timeout: float = REQUEST_TIMEOUT) -> dict[str, Any]:
+        """Ask the daemon what an admin could ask through the control socket.
+
+        *message* is a control request (``{"command": "run", "name": "debian"}``;
+        commands queue, status, run, cancel; ``wait`` is not offered). The reply
+        is the same dict the control socket answers with.
+        """
+        return self._loop(lambda side: side.plugin_request(dict(message))).result(timeout)
+
+    def schedule_system(self, name: str, schedule: str, priority: int = 5) -> None:
+        """Queue a system entry *name* on a cron *schedule*; each time it is due, every
+        plugin gets RunSystemTaskEvent, and ``mirrord -t`` lists it as kind ``system``.
+
+        Raises:
+            ValueError: *schedule* is not a cron expression mirror reads.
+        """
+        parsed = CronSchedule.parse(schedule)
+        self._loop(lambda side: side.add_system_entry(name, parsed, priority))
+
+    def set_task_size(self, name: str, size: int) -> None:
+        """Record the size of *name*'s mirror (bytes); kept in the state file, shown by
+        status pages, and announced to every plugin as TaskSizeEvent."""
+        self._loop(lambda side: side.record_size(name, int(size)))
+
+    def system_conditions(self) -> Conditions:
+        """Load and HTTP connections now, read on the calling thread (psutil may be slow)."""
+        return self._probe.conditions(self._general, 0)
+
+
+class PluginHost:
+    """The enabled plugins: their workers on the event bus, and their objects."""
+
+    def __init__(self, loop: Callable[[Callable[[LoopSide], Any]], Future],
+                 probe: SystemProbe | None = None) -> None:
+        self.bus = EventBus()
+        self.plugins: dict[str, PluginBase] = {}
+        self._loop = loop
+        self._probe = probe or SystemProbe()
+        self._workers: dict[str, PluginWorker] = {}
+
+    def load(self, sections: Mapping[str, PluginSection], general: GeneralSettings,
+             entries: Iterable[metadata.EntryPoint] | None = None) -> None:
+        """Load, construct and enable every plugin not switched off in plugin.ini."""
+        raw = {name: dict(section.raw) for name, section in sections.items()}
+        for entry in discover() if entries is None else entries:
+            section = sections.get(entry.name.lower())
+            if section is not None and not section.enabled:
+                log.info("plugin %s: switched off in plugin.ini ([%s] enabled = 0)",
+                         entry.name, section.name)
+                continue
+            try:
+                cls = entry.load()
+            except Exception:
+                log.exception("plugin %s (%s) cannot be imported; mirrord goes on without it",
+                              entry.name, entry.value)
+                continue
+            if not getattr(cls, "enabled", True):
+                log.info("plugin %s: its class says enabled = False", entry.name)
+                continue
+            issues = IssueCollector("plugin.ini")
+            settings = validate(settings_schema(cls), section, issues)
+            if settings is None:
+                for issue in issues.issues:
+                    log.error("plugin %s not enabled: %s", entry.name, issue)
+                continue
+            self._enable(entry.name, cls, settings, raw, general)
+
+    def _enable(self, name: str, cls: Any, settings: dict[str, Any],
+                raw: dict[str, dict[str, str]], general: GeneralSettings) -> None:
+        worker = PluginWorker(name, raw)
+        component.bind(worker, raw)
+        try:
+            instance = cls(name)
+            plugin = instance.plugin if isinstance(instance, PluginInitBase) else instance
+            plugin.host = HostAPI(name, worker, self._loop, general, self._probe)
+            plugin.settings = settings
+            plugin.enable()
+        except Exception:
+            log.exception("plugin %s failed to start; mirrord goes on without it", name)
+            return
+        finally:
+            component.unbind()
+        self.plugins[name] = plugin
+        self._workers[name] = worker
+        self.bus.add(worker)
+        log.info("plugin %s enabled", name)
+
+    def emit(self, event: MirrorEvent) -> None:
+        """Queue *event* for every plugin that handles it; never blocks."""
+        self.bus.emit(event)
+
+    def stop(self, seconds: float) -> None:
+        """Deliver what is queued, call each plugin's disable() on its thread, all within
+        *seconds*; a plugin still busy then is abandoned (its thread is a daemon thread)."""
+        for name, worker in self._workers.items():
+            worker.call(self.plugins[name].disable)
+        self.bus.stop(seconds)
+        self._workers.clear()

@@ -1,0 +1,146 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Plugin settings: each plugin's plugin.ini section, read with line numbers and validated.
+
+A plugin declares its keys as :class:`Setting` values; every plugin also
+accepts ``enabled``. Problems are reported like mirror.ini's, e.g.
+``plugin.ini:4: [slatefish] listen: 'x' is not HOST:PORT (use 127.0.0.1:8000)``.
+"""
+from __future__ import annotations
+
+import difflib
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any
+
+from mirror.diagnostics import IssueCollector
+from mirror.i18n import _
+from mirror.inifile import Section
+from mirror.values import parse_bool
+
+ENABLED = "enabled"
+ENTRY_POINT_GROUP = "mirror.plugin.mirrorplugin"
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One key of a plugin's section.
+
+    ``parse`` turns the text into a value or raises ValueError with a message
+    that says what is allowed; ``default`` is used when the key is absent.
+    """
+
+    key: str
+    parse: Callable[[str], Any]
+    default: Any
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class PluginSection:
+    """A plugin.ini section as read: raw values (0.8.4 plugins read these) and its line."""
+
+    name: str
+    line: int | None
+    raw: dict[str, str] = field(default_factory=dict)
+    lines: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def enabled(self) -> bool:
+        """False when the section says ``enabled = 0`` (or no, false, off)."""
+        try:
+            return parse_bool(self.raw.get(ENABLED, "1"))
+        except ValueError:
+            return True  # reported by validate(); an unreadable switch does not silence it
+
+
+def read_sections(sections: Iterable[Section]) -> dict[str, PluginSection]:
+    """plugin.ini's sections by lower-case name; a repeated key keeps its last value."""
+    result = {}
+    for section in sections:
+        name = section.name.lower()
+        raw = {entry.key: entry.value for entry in section.entries}
+        lines = {entry.key: entry.line for entry in section.entries}
+        result[name] = PluginSection(name, section.line, raw, lines)
+    return result
+
+
+def validate(schema: tuple[Setting, ...], section: PluginSection | None,
+             issues: IssueCollector) -> dict[str, Any] | None:
+    """Read *section* against *schema*.
+
+    Returns:
+        The values by key (defaults filled in), or None if any key has an error.
+        An empty *schema* means the plugin reads its raw values itself (the
+        0.8.4 way); then the raw values are returned unchecked.
+    """
+    if section is None:
+        section = PluginSection("", None)
+    if not schema:
+        return dict(section.raw)
+    known = {setting.key: setting for setting in schema}
+    values: dict[str, Any] = {setting.key: setting.default for setting in schema}
+    ok = True
+    for key, text in section.raw.items():
+        line = section.lines.get(key)
+        if key == ENABLED:
+            try:
+                parse_bool(text)
+            except ValueError as problem:
+                issues.error(str(problem), line, section.name, key)
+                ok = False
+            continue
+        setting = known.get(key)
+        if setting is None:
+            close = difflib.get_close_matches(key, [*known, ENABLED], n=1)
+            hint = (_("did you mean {key}?").format(key=close[0]) if close
+                    else _("known keys: {keys}").format(keys=", ".join(sorted(known))))
+            issues.warning(_("unknown key, ignored; {hint}").format(hint=hint), line,
+                           section.name, key)
+            continue
+        try:
+            values[key] = setting.parse(text)
+        except ValueError as problem:
+            issues.error(str(problem), line, section.name, key)
+            ok = False
+    return values if ok else None
+
+
+def discover() -> list[metadata.EntryPoint]:
+    """The group's entry points in every installed distribution, by name; duplicates dropped."""
+    found: dict[str, metadata.EntryPoint] = {}
+    for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if entry.name in found:
+            log.error("two plugins are called %s (%s and %s); only the first is used",
+                      entry.name, found[entry.name].value, entry.value)
+            continue
+        found[entry.name] = entry
+    return [found[name] for name in sorted(found)]
+
+
+def settings_schema(cls: Any) -> tuple[Setting, ...]:
+    """The SETTINGS a plugin class declares (through a 0.8.4 wrapper too; its
+    ``_plugin_class`` is often only set in ``__init__``, and then has none)."""
+    target = getattr(cls, "_plugin_class", None) or cls
+    schema = getattr(target, "SETTINGS", ())
+    return tuple(schema) if isinstance(schema, (tuple, list)) else ()
+
+
+def check_plugin_sections(sections: Mapping[str, PluginSection], issues: IssueCollector) -> None:
+    """Validate the sections of every installed plugin that declares its settings.
+
+    Used by the config loader, so ``mirrord --check`` and a reload report
+    plugin.ini mistakes with file, line, section and key. A plugin that cannot
+    be imported is skipped here; the daemon reports it when it loads plugins.
+    """
+    for entry in discover():
+        try:
+            cls = entry.load()
+        except Exception:
+            continue
+        section = sections.get(entry.name.lower())
+        if section is not None:
+            validate(settings_schema(cls), section, issues)

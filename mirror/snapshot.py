@@ -1,0 +1,101 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Immutable views of the daemon for plugins: every task, the queue, the settings that matter.
+
+Taken on the loop thread (through :mod:`mirror.loopcalls`), then read freely
+from any thread. Times are epoch seconds; None means never (or not planned).
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import tzinfo
+
+from mirror.runs import Run
+from mirror.scheduler import Scheduler
+from mirror.state import TaskState
+from mirror.status import DISABLED, IDLE, RUNNING
+from mirror.taskqueue import RUN
+
+
+@dataclass(frozen=True)
+class TaskView:
+    """One task as plugins see it."""
+
+    name: str
+    type: str
+    enabled: bool
+    state: str  # running, idle or disabled
+    upstreams: tuple[str, ...]
+    upstream: str | None  # of the current run, else of the last one
+    localdir: str | None
+    schedule: str
+    pid: int | None
+    stage: int | None
+    stages: int | None
+    started: float | None
+    log_path: str | None  # of the current run
+    last_start: float | None
+    last_end: float | None
+    last_success: float | None
+    duration: float | None
+    result: str | None
+    exit_code: int | None
+    signal: str | None
+    consecutive_failures: int
+    failures_total: int
+    size: int | None
+    next_run: float | None
+
+
+@dataclass(frozen=True)
+class QueueView:
+    """One queue entry: run, retry, timeout or system."""
+
+    name: str
+    kind: str
+    due: float
+    priority: int
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The daemon at one moment."""
+
+    taken: float
+    zone: tzinfo
+    tasks: tuple[TaskView, ...]
+    queue: tuple[QueueView, ...]
+    logdir: str
+    emails: tuple[str, ...]
+
+    def task(self, name: str) -> TaskView | None:
+        """The task called *name*, or None."""
+        return next((task for task in self.tasks if task.name == name), None)
+
+
+def take_snapshot(core: Scheduler, runs: Mapping[str, Run], states: Mapping[str, TaskState],
+                  zone: tzinfo, now: float) -> Snapshot:
+    """Copy what plugins may see. Loop thread only."""
+    names = list(core.tasks) + [name for name in core.retired if name not in core.tasks]
+    tasks = []
+    for name in names:
+        spec = core.tasks.get(name) or core.retired[name]
+        run = runs.get(name)
+        state = states.get(name) or TaskState()
+        next_run = core.queue.get(RUN, name)
+        condition = RUNNING if run else (IDLE if spec.enabled else DISABLED)
+        tasks.append(TaskView(
+            name=name, type=spec.type, enabled=spec.enabled, state=condition,
+            upstreams=tuple(spec.upstreams), upstream=run.upstream if run else state.upstream,
+            localdir=spec.localdir, schedule=spec.time,
+            pid=run.pid if run else None, stage=run.stage if run else None,
+            stages=run.stages if run else None, started=run.started if run else None,
+            log_path=run.log_path if run else None, last_start=state.last_start,
+            last_end=state.last_end, last_success=state.last_success, duration=state.duration,
+            result=state.result, exit_code=state.exit_code, signal=state.signal,
+            consecutive_failures=state.consecutive_failures,
+            failures_total=state.failures_total, size=state.size,
+            next_run=next_run.due if next_run else None))
+    queue = tuple(QueueView(entry.name, entry.kind, entry.due, entry.priority)
+                  for entry in core.queue.entries())
+    return Snapshot(now, zone, tuple(tasks), queue, core.general.logdir, core.general.emails)
