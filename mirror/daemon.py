@@ -100,7 +100,8 @@ class MirrorDaemon:
         self.control = ControlServer(paths.socket, self.handle_request)
         # Made after detaching (it closes every descriptor but those it is told to keep).
         self.calls: LoopCalls | None = None
-        self.plugins = PluginHost(self._call_in_loop, self.probe)
+        self.plugins = PluginHost(self._call_in_loop, self.probe,
+                                  os.path.dirname(os.path.abspath(paths.statefile)))
         self.system_entries: dict[str, tuple[CronSchedule, int]] = {}
         # Created in serve(), after detaching closed every other descriptor.
         self.selector: selectors.BaseSelector

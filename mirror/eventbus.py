@@ -83,6 +83,10 @@ class PluginWorker:
         elif backlog < BACKLOG_WARNING // 2:
             self._next_warning = BACKLOG_WARNING
 
+    def backlog(self) -> int:
+        """How many events (and calls) are queued and not yet started."""
+        return self._queue.qsize()
+
     def call(self, function: Callable[[], object]) -> None:
         """Run *function* on this plugin's thread, after the events queued before it."""
         self._queue.put(function)

@@ -46,13 +46,14 @@ class HostAPI:
 
     Attributes:
         name: the plugin's entry-point name.
-        settings: its plugin.ini section, validated (raw strings for a plugin
-            that declares no SETTINGS).
+        state_directory: where mirrord keeps its state file; a good default
+            place for files a plugin writes.
     """
 
     def __init__(self, name: str, worker: PluginWorker, loop: Callable[[Callable[[], Any]], Future],
-                 general: GeneralSettings, probe: SystemProbe) -> None:
+                 general: GeneralSettings, probe: SystemProbe, state_directory: str) -> None:
         self.name = name
+        self.state_directory = state_directory
         self._worker = worker
         self._loop = loop
         self._general = general
@@ -71,6 +72,11 @@ class HostAPI:
     def deregister_event_handler(self, event: str, handler: Handler) -> None:
         """Undo :meth:`register_event_handler`."""
         self._worker.deregister_event_handler(event, handler)
+
+    def events_pending(self) -> int:
+        """How many events wait for this plugin; a handler that rewrites a whole file may
+        skip its work while more are queued, since the last of them will do it."""
+        return self._worker.backlog()
 
     def snapshot(self, timeout: float = REQUEST_TIMEOUT) -> Snapshot:
         """Every task, the queue and the settings plugins see, as of now.
@@ -114,11 +120,12 @@ class PluginHost:
     """The enabled plugins: their workers on the event bus, and their objects."""
 
     def __init__(self, loop: Callable[[Callable[[LoopSide], Any]], Future],
-                 probe: SystemProbe | None = None) -> None:
+                 probe: SystemProbe, state_directory: str) -> None:
         self.bus = EventBus()
+        self.state_directory = state_directory
         self.plugins: dict[str, PluginBase] = {}
         self._loop = loop
-        self._probe = probe or SystemProbe()
+        self._probe = probe
         self._workers: dict[str, PluginWorker] = {}
 
     def load(self, sections: Mapping[str, PluginSection], general: GeneralSettings,
@@ -155,7 +162,8 @@ class PluginHost:
         try:
             instance = cls(name)
             plugin = instance.plugin if isinstance(instance, PluginInitBase) else instance
-            plugin.host = HostAPI(name, worker, self._loop, general, self._probe)
+            plugin.host = HostAPI(name, worker, self._loop, general, self._probe,
+                                  self.state_directory)
             plugin.settings = settings
             plugin.enable()
         except Exception:

@@ -2,12 +2,11 @@
 """What each task did last, kept across restarts in one JSON file written atomically."""
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
-import tempfile
 from dataclasses import asdict, dataclass, fields
+
+from mirror.atomicfile import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -93,18 +92,6 @@ class StateStore:
         Raises:
             OSError: the directory is not writable.
         """
-        directory = os.path.dirname(os.path.abspath(self.path))
         document = {"version": FORMAT_VERSION,
                     "tasks": {name: asdict(state) for name, state in sorted(states.items())}}
-        fd, temporary = tempfile.mkstemp(prefix=".state-", suffix=".json", dir=directory)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                json.dump(document, handle, indent=1, sort_keys=True)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.chmod(temporary, 0o644)
-            os.replace(temporary, self.path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temporary)
-            raise
+        write_atomically(self.path, json.dumps(document, indent=1, sort_keys=True))

@@ -1,0 +1,83 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""TaskStatus: the status file in mirror 0.8.4's format, and a tunasync-compatible jobs file.
+
+Both are rewritten, atomically, from a fresh snapshot whenever a task is
+queued, starts, finishes or gets a new size, and after a reload.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+
+from mirror.atomicfile import write_atomically
+from mirror.events import MirrorEvent
+from mirror.i18n import _
+from mirror.loopcalls import LoopClosed
+from mirror.pluginbase import PluginBase
+from mirror.plugins.feeds import jobs_document, status_document
+from mirror.pluginsettings import Setting
+
+log = logging.getLogger(__name__)
+
+STATUS_FILE_NAME = "task_status.json"
+TRIGGERS = ("MirrorStartEvent", "TaskEnqueueEvent", "TaskStartEvent", "RunFinishedEvent",
+            "TaskSizeEvent", "ReloadEvent", "StopEvent")
+
+
+def parse_path(text: str) -> str:
+    """An absolute path, or empty for the default.
+
+    Raises:
+        ValueError: a relative path.
+    """
+    path = text.strip()
+    if path and not os.path.isabs(path):
+        raise ValueError(_("'{text}' is not an absolute path (write it from /)").format(
+            text=text))
+    return path
+
+
+class TaskStatus(PluginBase):
+    """Writes ``status_file`` (always) and ``jobs_file`` (when set)."""
+
+    SETTINGS = (
+        Setting("status_file", parse_path, "",
+                "0.8.4's status JSON; default task_status.json beside the state file"),
+        Setting("jobs_file", parse_path, "", "tunasync's /jobs JSON; not written when empty"),
+    )
+
+    def enable(self) -> None:
+        """Find the files' places and subscribe.
+
+        Raises:
+            OSError: a directory for them cannot be created.
+        """
+        self.status_file = self.settings["status_file"] or os.path.join(
+            self.host.state_directory, STATUS_FILE_NAME)
+        self.jobs_file = self.settings["jobs_file"]
+        for path in filter(None, (self.status_file, self.jobs_file)):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        for event in TRIGGERS:
+            self.host.register_event_handler(event, self.on_change)
+        log.info("status file %s%s", self.status_file,
+                 f", jobs file {self.jobs_file}" if self.jobs_file else "")
+
+    def on_change(self, *_args: MirrorEvent | str | int) -> None:
+        """Rewrite the files, unless more events are queued (the last one rewrites them)."""
+        if self.host.events_pending():
+            return
+        try:
+            snapshot = self.host.snapshot()
+        except (LoopClosed, TimeoutError):
+            return  # stopping: the files keep what they last said
+        self._write(self.status_file, status_document(snapshot))
+        if self.jobs_file:
+            self._write(self.jobs_file, jobs_document(snapshot))
+
+    @staticmethod
+    def _write(path: str, document: object) -> None:
+        try:
+            write_atomically(path, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+        except OSError as problem:
+            log.error("cannot write %s: %s", path, problem.strerror or problem)
