@@ -79,19 +79,20 @@ def validate(schema: tuple[Setting, ...], section: PluginSection | None,
     """
     if section is None:
         section = PluginSection("", None)
+    ok = True
+    if ENABLED in section.raw:
+        try:
+            parse_bool(section.raw[ENABLED])
+        except ValueError as problem:
+            issues.error(str(problem), section.lines.get(ENABLED), section.name, ENABLED)
+            ok = False
     if not schema:
-        return dict(section.raw)
+        return dict(section.raw) if ok else None
     known = {setting.key: setting for setting in schema}
     values: dict[str, Any] = {setting.key: setting.default for setting in schema}
-    ok = True
     for key, text in section.raw.items():
         line = section.lines.get(key)
         if key == ENABLED:
-            try:
-                parse_bool(text)
-            except ValueError as problem:
-                issues.error(str(problem), line, section.name, key)
-                ok = False
             continue
         setting = known.get(key)
         if setting is None:
@@ -136,11 +137,20 @@ def check_plugin_sections(sections: Mapping[str, PluginSection], issues: IssueCo
     plugin.ini mistakes with file, line, section and key. A plugin that cannot
     be imported is skipped here; the daemon reports it when it loads plugins.
     """
-    for entry in discover():
+    entries = discover()
+    installed = {entry.name.lower() for entry in entries}
+    for section in sections.values():
+        if section.name not in installed:
+            issues.warning(_("no installed plugin has this name; the section is ignored "
+                             "(installed: {names})").format(
+                                 names=", ".join(sorted(installed)) or _("none")),
+                           section.line, section.name)
+    for entry in entries:
+        section = sections.get(entry.name.lower())
+        if section is None:
+            continue
         try:
             cls = entry.load()
         except Exception:
             continue
-        section = sections.get(entry.name.lower())
-        if section is not None:
-            validate(settings_schema(cls), section, issues)
+        validate(settings_schema(cls), section, issues)

@@ -117,11 +117,11 @@ class Mirrord:
         return [sys.executable, "-m", "mirror", "-c", str(self.directory), "-P",
                 str(self.pidfile), *extra]
 
-    def start(self, *extra: str) -> Mirrord:
+    def start(self, *extra: str, env: dict[str, str] | None = None) -> Mirrord:
         self.process = subprocess.Popen(
             self.argv("-D", "-l", str(self.logfile), "-L", "debug", *extra),
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-            env=dict(os.environ, TZ="UTC"))
+            env=dict(os.environ, TZ="UTC", **(env or {})))
         wait_for(lambda: self.process.poll() is not None or self.answers(), what="mirrord")
         if self.process.poll() is not None:
             raise AssertionError(f"mirrord exited {self.process.returncode}: "
@@ -203,17 +203,19 @@ NO_WEB_PAGE = "[slatefish]\nenabled = 0\n"
 
 @pytest.fixture
 def mirrord(tmp_path) -> Iterator[callable]:
-    """Factory: ``mirrord(config_text, *options, plugins=plugin_ini_text)`` starts a daemon
-    in a fresh directory (``@DIR@`` in either text becomes it); all are stopped at the end."""
+    """Factory: ``mirrord(config_text, *options, plugins=plugin_ini_text, env=extra_env)``
+    starts a daemon in a fresh directory (``@DIR@`` in either text becomes it); all are
+    stopped at the end."""
     started: list[Mirrord] = []
 
-    def start(config: str, *extra: str, plugins: str = NO_WEB_PAGE) -> Mirrord:
+    def start(config: str, *extra: str, plugins: str = NO_WEB_PAGE,
+              env: dict[str, str] | None = None) -> Mirrord:
         directory = tmp_path / f"d{len(started)}"
         directory.mkdir()
         (directory / "plugin.ini").write_text(plugins.replace("@DIR@", str(directory)))
         daemon = Mirrord(directory, config.replace("@DIR@", str(directory)))
         started.append(daemon)
-        return daemon.start(*extra)
+        return daemon.start(*extra, env=env)
 
     yield start
     for daemon in started:
