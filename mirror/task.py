@@ -12,7 +12,7 @@ TASK_TYPES = (RSYNC, SIMPLE)
 PRIORITY_HIGHEST = 1
 PRIORITY_LOWEST = 10
 RSYNC_VANISHED = 24
-DEFAULT_RSYNC_ARGS = "--links --hard-links --times --verbose --delete --recursive"
+DEFAULT_RSYNC_ARGS = "--links --hard-links --times --verbose --delete --recursive --stats"
 
 
 @dataclass(frozen=True)

@@ -53,7 +53,7 @@ def test_general_values_and_task_defaults(tmp_path):
     assert (task.type, task.enabled, task.priority, task.timeout, task.autoretry) == (
         "rsync", True, 10, 0, 0)
     assert task.args == ("--links", "--hard-links", "--times", "--verbose", "--delete",
-                         "--recursive")
+                         "--recursive", "--stats")
     assert task.command.endswith("/rsync") and os.path.isabs(task.command)
 
 
