@@ -1,9 +1,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Size: the size of each mirror, read from rsync's ``--stats`` output in the run's log.
 
-After every run, the log's tail is searched for ``Total file size: N bytes``
-written since the run began; the last match wins. A run that reports none
-(or a failure with no stats) keeps the last known size.
+After every successful run, the log's tail is searched for ``Total file size:
+N bytes`` written since the run began; the last match wins. A run that reports
+none keeps the last known size, and so does a failed run (its file list may be
+partial).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import re
 
 from mirror.events import RunFinishedEvent
 from mirror.pluginbase import PluginBase
+from mirror.state import SUCCESS
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +65,8 @@ class Size(PluginBase):
         self.host.register_event_handler("RunFinishedEvent", self.on_run_finished)
 
     def on_run_finished(self, event: RunFinishedEvent) -> None:
+        if event.result != SUCCESS:
+            return
         try:
             text = read_run_tail(event.log_path, event.taskname)
         except OSError as problem:

@@ -84,7 +84,7 @@ def test_third_party_plugin_gets_classic_events_while_others_raise_and_block(
     assert ["manual"] in by_event["TaskEnqueueEvent"] and ["ontime"] in by_event[
         "TaskEnqueueEvent"]
     assert by_event["PreTaskStartEvent"][:2] == [["manual"], ["ontime"]]
-    (name, pid), = [args for args in by_event["TaskStartEvent"] if args[0] == "manual"]
+    (_name, pid), = [args for args in by_event["TaskStartEvent"] if args[0] == "manual"]
     assert isinstance(pid, int) and pid > 1
     assert ["manual", pid, 0] in by_event["TaskStopEvent"]
     (info,) = by_event["RunSystemTaskEvent"][:1]
