@@ -33,6 +33,12 @@ class PluginBase:
         self.host: HostAPI
         self.settings: dict[str, Any] = {}
 
+    @staticmethod
+    def check_settings(values: dict[str, Any]) -> list[str]:
+        """What is wrong with the validated *values* taken together; [] when nothing is.
+        Reported by ``mirrord --check`` at the section's line, and the plugin stays off."""
+        return []
+
     def enable(self) -> None:
         """Called once, on the daemon's main thread before it serves; raise to refuse."""
 

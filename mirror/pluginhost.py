@@ -20,7 +20,7 @@ from mirror.eventbus import EventBus, Handler, PluginWorker
 from mirror.events import MirrorEvent
 from mirror.pluginbase import PluginBase
 from mirror.plugininit import PluginInitBase
-from mirror.pluginsettings import PluginSection, discover, settings_schema, validate
+from mirror.pluginsettings import PluginSection, discover, validate_for
 from mirror.policy import Conditions
 from mirror.schedule import CronSchedule
 from mirror.snapshot import Snapshot
@@ -148,7 +148,7 @@ class PluginHost:
                 log.info("plugin %s: its class says enabled = False", entry.name)
                 continue
             issues = IssueCollector("plugin.ini")
-            settings = validate(settings_schema(cls), section, issues)
+            settings = validate_for(cls, section, issues)
             if settings is None:
                 for issue in issues.issues:
                     log.error("plugin %s not enabled: %s", entry.name, issue)

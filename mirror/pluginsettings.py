@@ -69,8 +69,10 @@ def read_sections(sections: Iterable[Section]) -> dict[str, PluginSection]:
 
 
 def validate(schema: tuple[Setting, ...], section: PluginSection | None,
-             issues: IssueCollector) -> dict[str, Any] | None:
-    """Read *section* against *schema*.
+             issues: IssueCollector,
+             check: Callable[[dict[str, Any]], list[str]] | None = None) -> dict[str, Any] | None:
+    """Read *section* against *schema*; then *check* says what is wrong with the values taken
+    together (each such problem is reported at the section's header line).
 
     Returns:
         The values by key (defaults filled in), or None if any key has an error.
@@ -107,6 +109,10 @@ def validate(schema: tuple[Setting, ...], section: PluginSection | None,
         except ValueError as problem:
             issues.error(str(problem), line, section.name, key)
             ok = False
+    if ok and check is not None:
+        for problem in check(values):
+            issues.error(problem, section.line, section.name)
+            ok = False
     return values if ok else None
 
 
@@ -122,12 +128,15 @@ def discover() -> list[metadata.EntryPoint]:
     return [found[name] for name in sorted(found)]
 
 
-def settings_schema(cls: Any) -> tuple[Setting, ...]:
-    """The SETTINGS a plugin class declares (through a 0.8.4 wrapper too; its
-    ``_plugin_class`` is often only set in ``__init__``, and then has none)."""
+def validate_for(cls: Any, section: PluginSection | None,
+                 issues: IssueCollector) -> dict[str, Any] | None:
+    """:func:`validate` with the SETTINGS and ``check_settings`` a plugin class declares
+    (through a 0.8.4 wrapper too, whose ``_plugin_class`` is often only set in ``__init__``:
+    then there are none)."""
     target = getattr(cls, "_plugin_class", None) or cls
     schema = getattr(target, "SETTINGS", ())
-    return tuple(schema) if isinstance(schema, (tuple, list)) else ()
+    schema = tuple(schema) if isinstance(schema, (tuple, list)) else ()
+    return validate(schema, section, issues, getattr(target, "check_settings", None))
 
 
 def check_plugin_sections(sections: Mapping[str, PluginSection], issues: IssueCollector) -> None:
@@ -153,4 +162,4 @@ def check_plugin_sections(sections: Mapping[str, PluginSection], issues: IssueCo
             cls = entry.load()
         except Exception:
             continue
-        validate(settings_schema(cls), section, issues)
+        validate_for(cls, section, issues)

@@ -176,9 +176,11 @@ def test_control_commands(mirrord):
     assert queue.returncode == 0
     header, *rows = queue.stdout.splitlines()
     assert header.split() == ["NAME", "KIND", "DUE", "PRIORITY"]
-    assert [row.split()[0] for row in rows] == ["other", "quick"]
+    # SystemTask's log cleaner (01:00) is a system entry in the queue.
+    assert [row.split()[:2] for row in rows] == [["logcleaner", "system"], ["other", "run"],
+                                                 ["quick", "run"]]
     as_json = daemon.cli("-t", "--json")
-    assert [entry["kind"] for entry in json.loads(as_json.stdout)] == ["run", "run"]
+    assert [entry["kind"] for entry in json.loads(as_json.stdout)] == ["system", "run", "run"]
     assert daemon.cli("--run", "quick", "--wait").returncode == 0
     assert daemon.cli("--run", "other", "--wait").returncode == 1
     status = json.loads(daemon.cli("--status", "--json").stdout)

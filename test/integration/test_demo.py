@@ -25,7 +25,7 @@ def test_demo_daemon_syncs_and_answers(tmp_path):
         queue = mirrord("-t")
         assert queue.returncode == 0
         assert {line.split()[0] for line in queue.stdout.splitlines()[1:]} == {
-            "demo-tree", "demo-debian", "demo-hello"}
+            "demo-tree", "demo-debian", "demo-hello", "logcleaner"}
         run = mirrord("--run", "demo-debian", "--wait")
         assert run.returncode == 0 and "demo-debian: success" in run.stdout
         release = Path("/tmp/mirror-demo/debian/dists/stable/Release")
