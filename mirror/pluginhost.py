@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import Future
+from dataclasses import replace
 from importlib import metadata
 from typing import Any, Protocol
 
@@ -112,8 +113,11 @@ class HostAPI:
         self._loop(lambda side: side.record_size(name, int(size)))
 
     def system_conditions(self) -> Conditions:
-        """Load and HTTP connections now, read on the calling thread (psutil may be slow)."""
-        return self._probe.conditions(self._general, 0)
+        """The 5-minute load and the HTTP connections to [general] httpports now, measured
+        whatever the limits are, on the calling thread (counting connections may be slow)."""
+        measured = replace(self._general, loadlimit=max(self._general.loadlimit, 1.0),
+                           httpconn=max(self._general.httpconn, 1))
+        return self._probe.conditions(measured, 0)
 
 
 class PluginHost:

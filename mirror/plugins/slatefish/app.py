@@ -1,0 +1,93 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The status page's routes: which path gives which document, and the error answers.
+
+Each request takes its own snapshot through the host (a round trip into the
+daemon's loop); when the loop does not answer, the request gets a 503.
+"""
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from concurrent import futures
+from http import HTTPStatus
+
+from mirror.loopcalls import LoopClosed
+from mirror.pluginhost import HostAPI
+from mirror.plugins.feeds import jobs_document
+from mirror.plugins.slatefish import metrics
+from mirror.plugins.slatefish.api import api_document
+from mirror.plugins.slatefish.page import render_page
+from mirror.plugins.slatefish.server import Response, text_response
+from mirror.policy import Conditions
+from mirror.snapshot import Snapshot
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_TIMEOUT = 5.0
+METHODS = ("GET", "HEAD")
+COMMON_HEADERS = (("Cache-Control", "no-store"), ("X-Content-Type-Options", "nosniff"))
+# Nothing but the inline style may load: the page works on a closed network and cannot be
+# made to fetch anything.
+PAGE_HEADERS = (*COMMON_HEADERS, ("Content-Security-Policy",
+                                  "default-src 'none'; style-src 'unsafe-inline'; "
+                                  "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"))
+JSON_TYPE = "application/json; charset=utf-8"
+# Before Python 3.11, Future.result() raises concurrent.futures.TimeoutError, not the builtin.
+UNAVAILABLE = (TimeoutError, futures.TimeoutError, LoopClosed)
+
+
+class StatusApplication:
+    """Answers ``(method, path)`` for the server; called on its connection threads."""
+
+    def __init__(self, host: HostAPI) -> None:
+        self._host = host
+        self._registry = metrics.new_registry(self._metrics_source)
+        self._routes: dict[str, Callable[[], Response]] = {
+            "/": self._page, "/api/status": self._api, "/jobs": self._jobs,
+            "/metrics": self._metrics}
+
+    def __call__(self, method: str, path: str) -> Response:
+        """The response to *method* on *path*: 405 unless GET or HEAD, 404 for unknown paths,
+        503 when the daemon does not answer."""
+        if method not in METHODS:
+            return text_response(HTTPStatus.METHOD_NOT_ALLOWED, "only GET and HEAD are allowed",
+                                 (("Allow", ", ".join(METHODS)), *COMMON_HEADERS))
+        route = self._routes.get(path)
+        if route is None:
+            return text_response(HTTPStatus.NOT_FOUND,
+                                 "not found; try /, /api/status, /jobs or /metrics",
+                                 COMMON_HEADERS)
+        try:
+            return route()
+        except UNAVAILABLE as problem:
+            log.warning("status page: mirrord did not answer for %s: %s", path,
+                        str(problem) or "timed out")
+            return text_response(HTTPStatus.SERVICE_UNAVAILABLE,
+                                 "mirrord is not answering (stopping or busy); try again soon",
+                                 (("Retry-After", "10"), *COMMON_HEADERS))
+
+    def _snapshot(self) -> Snapshot:
+        return self._host.snapshot(SNAPSHOT_TIMEOUT)
+
+    def _page(self) -> Response:
+        return Response(HTTPStatus.OK, render_page(self._snapshot()).encode(),
+                        "text/html; charset=utf-8", PAGE_HEADERS)
+
+    def _api(self) -> Response:
+        return _json(api_document(self._snapshot()))
+
+    def _jobs(self) -> Response:
+        return _json(jobs_document(self._snapshot()))
+
+    def _metrics_source(self) -> tuple[Snapshot, Conditions]:
+        return self._snapshot(), self._host.system_conditions()
+
+    def _metrics(self) -> Response:
+        return Response(HTTPStatus.OK, metrics.exposition(self._registry), metrics.CONTENT_TYPE,
+                        COMMON_HEADERS)
+
+
+def _json(document: object) -> Response:
+    body = json.dumps(document, indent=1, ensure_ascii=False) + "\n"
+    return Response(HTTPStatus.OK, body.encode(), JSON_TYPE, COMMON_HEADERS)

@@ -1,0 +1,114 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""``/metrics``: Prometheus text built from a fresh snapshot at each scrape.
+
+Uses a private registry holding one custom collector, so nothing is kept
+between scrapes and nothing touches prometheus_client's global registry.
+Only SlateFish imports this module (prometheus_client is slow to import).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client.registry import CollectorRegistry
+
+from mirror.plugins.feeds import exit_status
+from mirror.policy import Conditions
+from mirror.snapshot import Snapshot
+from mirror.status import RUNNING
+from mirror.taskqueue import KINDS
+
+CONTENT_TYPE = CONTENT_TYPE_LATEST
+
+# Returns the daemon now; may raise TimeoutError or LoopClosed, which reach the caller of
+# exposition().
+Source = Callable[[], tuple[Snapshot, Conditions]]
+
+
+class SnapshotCollector:
+    """Builds every ``mirror_*`` family from what *source* returns, once per collect()."""
+
+    def __init__(self, source: Source) -> None:
+        self._source = source
+
+    def collect(self) -> Iterator[Metric]:
+        """The metric families for the daemon as of now."""
+        snapshot, conditions = self._source()
+        yield from task_families(snapshot)
+        yield from daemon_families(snapshot, conditions)
+
+
+def task_families(snapshot: Snapshot) -> list[Metric]:
+    """The per-task families (label ``task``); a value that is unknown has no sample."""
+    enabled = GaugeMetricFamily("mirror_task_enabled", "1 if the task is enabled in mirror.ini.",
+                                labels=["task"])
+    running = GaugeMetricFamily("mirror_task_running", "1 while the task is syncing.",
+                                labels=["task"])
+    success = GaugeMetricFamily(
+        "mirror_task_last_success_timestamp_seconds",
+        "When the last successful run ended (epoch seconds); absent if it never succeeded.",
+        labels=["task"])
+    duration = GaugeMetricFamily("mirror_task_last_duration_seconds",
+                                 "How long the last finished run took.", labels=["task"])
+    exit_code = GaugeMetricFamily(
+        "mirror_task_last_exit_code",
+        "Exit code of the last run's last stage, -N if signal N ended it; absent if the run "
+        "could not start or never ran.", labels=["task"])
+    next_run = GaugeMetricFamily("mirror_task_next_run_timestamp_seconds",
+                                 "When the next scheduled run is due (epoch seconds).",
+                                 labels=["task"])
+    streak = GaugeMetricFamily("mirror_task_consecutive_failures",
+                               "Failed or timed-out runs in a row, up to the last one.",
+                               labels=["task"])
+    failures = CounterMetricFamily("mirror_task_failures",
+                                   "Failed or timed-out runs, ever (kept in the state file).",
+                                   labels=["task"])
+    size = GaugeMetricFamily("mirror_task_size_bytes",
+                             "Size of the task's mirror as last measured; absent if unknown.",
+                             labels=["task"])
+    for task in sorted(snapshot.tasks, key=lambda view: view.name):
+        label = [task.name]
+        enabled.add_metric(label, 1 if task.enabled else 0)
+        running.add_metric(label, 1 if task.state == RUNNING else 0)
+        streak.add_metric(label, task.consecutive_failures)
+        failures.add_metric(label, task.failures_total)
+        code = exit_status(task)
+        for family, value in ((success, task.last_success), (duration, task.duration),
+                              (exit_code, code if task.result is not None else None),
+                              (next_run, task.next_run), (size, task.size)):
+            if value is not None:
+                family.add_metric(label, value)
+    return [enabled, running, success, duration, exit_code, next_run, streak, failures, size]
+
+
+def daemon_families(snapshot: Snapshot, conditions: Conditions) -> list[Metric]:
+    """The queue by kind, the load and the HTTP connections."""
+    queue = GaugeMetricFamily("mirror_queue_entries",
+                              "Entries in the daemon's queue, by kind (run, retry, timeout, "
+                              "system).", labels=["kind"])
+    for kind in KINDS:
+        queue.add_metric([kind], sum(1 for entry in snapshot.queue if entry.kind == kind))
+    load = GaugeMetricFamily("mirror_load5",
+                             "The 5-minute load average.", value=conditions.load)
+    connections = GaugeMetricFamily(
+        "mirror_http_connections",
+        "Established TCP connections to [general] httpports.",
+        value=conditions.http_connections)
+    return [queue, load, connections]
+
+
+def new_registry(source: Source) -> CollectorRegistry:
+    """A private registry with one :class:`SnapshotCollector` reading *source*."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(SnapshotCollector(source))  # type: ignore[arg-type]
+    return registry
+
+
+def exposition(registry: CollectorRegistry) -> bytes:
+    """The text format of *registry*, collected now.
+
+    Raises:
+        whatever the collector's source raises (TimeoutError, LoopClosed).
+    """
+    return generate_latest(registry)
