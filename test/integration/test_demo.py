@@ -2,8 +2,10 @@
 """The README's demo: the daemon on config/demo, driven as the README shows."""
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 from mirror.pidfile import read_pid
@@ -33,6 +35,11 @@ def test_demo_daemon_syncs_and_answers(tmp_path):
                                        ).read_text()
         status = mirrord("--status")
         assert "demo-debian" in status.stdout and "success" in status.stdout
+        with urllib.request.urlopen("http://127.0.0.1:8000/jobs", timeout=10) as reply:
+            jobs = {job["name"]: job["status"] for job in json.load(reply)}
+        assert jobs["demo-debian"] == "success" and set(jobs) == {
+            "demo-tree", "demo-debian", "demo-hello"}
+        assert wait_for(lambda: Path("/tmp/mirror-demo/status/jobs.json").exists())
     finally:
         stop = mirrord("-s", "stop")
     assert stop.returncode == 0 and not alive(pid)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from test.integration.conftest import general, wait_for
+from test.integration.conftest import general, load_state, wait_for
 from test.integration.test_daemon import YEARLY, rsync_task
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_plugin"
@@ -46,7 +46,7 @@ def events_named(path: Path, name: str) -> list[dict]:
 @pytest.mark.slow
 def test_third_party_plugin_gets_classic_events_while_others_raise_and_block(
         mirrord, rsync_daemon, sample_plugin):
-    plugins = ("[slatefish]\nenabled = 0\n"
+    plugins = ("[slatefish]\nenabled = 0\n[starter]\nenabled = 0\n"
                "[recorder]\nrecord_file = @DIR@/events.jsonl\n"
                "[troublemaker]\nsleep = 30\n"
                "[systemtask]\nschedule = * * * * *\n")
@@ -110,7 +110,7 @@ def test_broken_and_switched_off_plugins_are_logged_and_skipped(mirrord, sample_
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-plugin\nVersion: 1.0\n")
     (info / "entry_points.txt").write_text(
         "[mirror.plugin.mirrorplugin]\nBroken = broken_plugin_missing:Plugin\n")
-    plugins = ("[slatefish]\nenabled = 0\n"
+    plugins = ("[slatefish]\nenabled = 0\n[starter]\nenabled = 0\n"
                "[recorder]\nenabled = 0\nrecord_file = @DIR@/events.jsonl\n"
                "[troublemaker]\nsleep = not-a-number\n")
     daemon = mirrord(general() + rsync_task("idle", "rsync://127.0.0.1:1/x/", "@DIR@/idle",
@@ -125,6 +125,21 @@ def test_broken_and_switched_off_plugins_are_logged_and_skipped(mirrord, sample_
     assert not (daemon.directory / "events.jsonl").exists()
     assert daemon.answers()
     assert "idle" in daemon.status()
+
+
+def test_a_plugin_asks_the_loop_for_a_run_and_a_snapshot(mirrord, rsync_daemon, sample_plugin):
+    plugins = ("[slatefish]\nenabled = 0\n[recorder]\nenabled = 0\n[troublemaker]\nenabled = 0\n"
+               "[starter]\ntask = early\nrecord_file = @DIR@/starter.jsonl\n")
+    daemon = mirrord(general() + rsync_task("early", rsync_daemon.url(), "@DIR@/early"),
+                     plugins=plugins, env={"PYTHONPATH": sample_plugin})
+    record = daemon.directory / "starter.jsonl"
+    (entry,) = wait_for(lambda: records(record), what="Starter's record")
+    assert entry["reply"]["ok"] and entry["reply"]["state"] == "running"
+    assert (entry["task"], entry["result"], entry["kind"]) == ("early", "success", "manual")
+    assert entry["snapshot"]["state"] == "idle" and entry["snapshot"]["result"] == "success"
+    assert entry["snapshot"]["last_success"] == load_state(daemon.directory)["early"][
+        "last_success"]
+    assert (daemon.directory / "early" / "docs" / "README").exists()
 
 
 def test_plugin_ini_mistakes_are_reported_with_file_line_section_and_key(mirrord, tmp_path):
