@@ -103,6 +103,19 @@ def parse_words(text: str) -> tuple[str, ...]:
             from None
 
 
+def parse_absolute_path(text: str) -> str:
+    """An absolute path (mirrord runs with / as its working directory).
+
+    Raises:
+        ValueError: a relative or empty path.
+    """
+    value = text.strip()
+    if not value.startswith("/"):
+        raise ValueError(_("'{text}' is not an absolute path (write it from /, e.g. "
+                           "/var/lib/mirror/status.json)").format(text=text))
+    return value
+
+
 def check_subdirectory(path: str) -> None:
     """Accept a relative directory that stays inside its parent (``pool``, ``a/b``).
 

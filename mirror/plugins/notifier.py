@@ -25,7 +25,7 @@ from mirror.loopcalls import LoopClosed
 from mirror.pluginbase import PluginBase
 from mirror.plugins import mailtext
 from mirror.pluginsettings import Setting
-from mirror.values import parse_bool, parse_emails
+from mirror.values import parse_absolute_path, parse_bool, parse_emails
 
 log = logging.getLogger(__name__)
 
@@ -57,15 +57,6 @@ def parse_user(text: str) -> str:
     if not text.strip():
         raise ValueError(_("the user name is empty (leave the key out to send without logging in)"))
     return text.strip()
-
-
-def parse_absolute_path(text: str) -> str:
-    """An absolute path (mirrord runs with / as its working directory)."""
-    value = text.strip()
-    if not value.startswith("/"):
-        raise ValueError(_("'{text}' is not an absolute path (use e.g. "
-                           "/etc/mirror/smtp-password)").format(text=text))
-    return value
 
 
 def parse_address(text: str) -> str:

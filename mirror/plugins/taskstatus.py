@@ -12,11 +12,11 @@ import os
 
 from mirror.atomicfile import write_atomically
 from mirror.events import MirrorEvent
-from mirror.i18n import _
 from mirror.loopcalls import LoopClosed
 from mirror.pluginbase import PluginBase
 from mirror.plugins.feeds import jobs_document, status_document
 from mirror.pluginsettings import Setting
+from mirror.values import parse_absolute_path
 
 log = logging.getLogger(__name__)
 
@@ -25,26 +25,19 @@ TRIGGERS = ("MirrorStartEvent", "TaskEnqueueEvent", "TaskStartEvent", "RunFinish
             "TaskSizeEvent", "ReloadEvent", "StopEvent")
 
 
-def parse_path(text: str) -> str:
-    """An absolute path, or empty for the default.
-
-    Raises:
-        ValueError: a relative path.
-    """
-    path = text.strip()
-    if path and not os.path.isabs(path):
-        raise ValueError(_("'{text}' is not an absolute path (write it from /)").format(
-            text=text))
-    return path
+def parse_optional_path(text: str) -> str:
+    """An absolute path, or nothing (the default)."""
+    return parse_absolute_path(text) if text.strip() else ""
 
 
 class TaskStatus(PluginBase):
     """Writes ``status_file`` (always) and ``jobs_file`` (when set)."""
 
     SETTINGS = (
-        Setting("status_file", parse_path, "",
+        Setting("status_file", parse_optional_path, "",
                 "0.8.4's status JSON; default task_status.json beside the state file"),
-        Setting("jobs_file", parse_path, "", "tunasync's /jobs JSON; not written when empty"),
+        Setting("jobs_file", parse_optional_path, "",
+                "tunasync's /jobs JSON; not written when empty"),
     )
 
     def enable(self) -> None:
