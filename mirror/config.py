@@ -20,7 +20,7 @@ from mirror.durations import parse_duration
 from mirror.i18n import _
 from mirror.inifile import Entry, Section, parse_ini
 from mirror.locations import PLUGIN_INI, ConfigLocation
-from mirror.pluginsettings import PluginSection, check_plugin_sections, read_sections
+from mirror.pluginsettings import PluginSection, read_sections
 from mirror.schedule import CronSchedule
 from mirror.task import (
     DEFAULT_RSYNC_ARGS,
@@ -113,9 +113,18 @@ def load_config(location: ConfigLocation, which: Which = shutil.which) -> Mirror
     plugins: dict[str, PluginSection] = {}
     if plugin_text is not None:
         plugins = read_sections(parse_ini(plugin_text, plugin_issues))
-        check_plugin_sections(plugins, plugin_issues)
     return replace(config, location=location, plugins=plugins,
                    issues=tuple(issues.issues) + config.issues + tuple(plugin_issues.issues))
+
+
+def with_plugin_checks(config: MirrorConfig) -> MirrorConfig:
+    """*config* with what is wrong in the sections of the installed plugins added to its
+    issues (this imports the plugins; ``mirrord --check`` uses it)."""
+    from mirror.pluginsettings import check_plugin_sections
+
+    issues = IssueCollector(str(config.location.plugin_ini))
+    check_plugin_sections(config.plugins, issues)
+    return replace(config, issues=config.issues + tuple(issues.issues))
 
 
 def _read_text(path: Path, issues: IssueCollector, required: bool) -> str | None:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import selectors
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import tzinfo
@@ -52,7 +53,16 @@ from mirror.runs import (
 from mirror.schedule import CronSchedule
 from mirror.scheduler import DELAY, EXPIRE, SKIP, START, SYSTEM_DUE, WAIT, Scheduler
 from mirror.snapshot import Snapshot, take_snapshot
-from mirror.state import CANCELLED, FAILED, KILLED, SUCCESS, TIMEOUT, StateStore, TaskState
+from mirror.state import (
+    CANCELLED,
+    FAILED,
+    KILLED,
+    SUCCESS,
+    TIMEOUT,
+    StateStore,
+    TaskState,
+    exit_status,
+)
 from mirror.status import queue_snapshot, status_snapshot, task_status
 from mirror.sysinfo import SystemProbe
 from mirror.task import RSYNC
@@ -122,7 +132,7 @@ class MirrorDaemon:
         self.selector.register(signals_fd, selectors.EVENT_READ, None)
         if self.timer.fd is not None:
             self.selector.register(self.timer.fd, selectors.EVENT_READ, self._on_timer)
-        self.calls = self.calls or LoopCalls()
+        self.calls = self.calls or LoopCalls()  # made here when no plugins were loaded
         self.selector.register(self.calls.read_fd, selectors.EVENT_READ, self.calls.run_pending)
         self.control.attach(self.selector)
         log.info("mirrord started: %d tasks, %d enabled", len(self.core.tasks),
@@ -149,6 +159,13 @@ class MirrorDaemon:
         self.calls = self.calls or LoopCalls()
         self.plugins.load(self.config.plugins, self.config.general)
 
+    def _serve_calls_for(self, seconds: float) -> None:
+        """While plugins finish at stop: answer their calls for up to *seconds*, or until a
+        call (or a plugin's thread ending) wakes us."""
+        assert self.calls is not None
+        select.select([self.calls.read_fd], [], [], seconds)
+        self.calls.run_pending()
+
     def _call_in_loop(self, function: Callable[[MirrorDaemon], object]) -> Future:
         assert self.calls is not None, "load_plugins() comes first"
         return self.calls.submit(lambda: function(self))
@@ -157,8 +174,8 @@ class MirrorDaemon:
         """Hand *event* to the plugins; never blocks."""
         self.plugins.emit(event)
 
-    def _announce_queued(self, names: object) -> None:
-        for name in names:  # type: ignore[attr-defined]
+    def _announce_queued(self, names: Iterable[str]) -> None:
+        for name in names:
             if self.core.queue.get(RUN, name) is not None:
                 self.emit(TaskEnqueueEvent(name))
 
@@ -286,7 +303,8 @@ class MirrorDaemon:
         log.info("%s: starting (%s%s)", name, kind, f", upstream {upstream}" if upstream else "")
         self.emit(PreTaskStartEvent(name))
         self._spawn_stage(run)
-        if run.pid is not None and run.stage == 1:
+        if run.pid is not None:
+            run.first_pid = run.pid
             self.emit(TaskStartEvent(name, run.pid))
         return run
 
@@ -375,9 +393,8 @@ class MirrorDaemon:
         self.save_state()
         for waiter in run.waiters:
             waiter.reply(reply)
-        signum = signal.Signals[signal_name] if signal_name else None
-        self.emit(TaskStopEvent(name, run.pid or 0,
-                                -signum if signum else 127 if code is None else code))
+        status = exit_status(code, signal_name)
+        self.emit(TaskStopEvent(name, run.first_pid, 127 if status is None else status))
         self.emit(RunFinishedEvent(
             taskname=name, kind=run.kind, result=result, exit_code=code, signal=signal_name,
             started=run.started, ended=now, duration=state.duration, stage=run.stage,
@@ -434,8 +451,8 @@ class MirrorDaemon:
     def _shut_down(self) -> None:
         self.save_state()
         self.emit(StopEvent(self.stop_reason))
+        self.plugins.stop(PLUGIN_STOP_SECONDS, self._serve_calls_for)
         self.calls.close()  # type: ignore[union-attr]
-        self.plugins.stop(PLUGIN_STOP_SECONDS)
         self.control.close(flush_seconds=2.0)
         self.timer.close()
         self.selector.close()
@@ -456,6 +473,7 @@ class MirrorDaemon:
         new = {task.name for task in config.tasks}
         self.core.reload(config.tasks, config.general, self.wall())
         self.config = config
+        self.plugins.reconfigure(config.general)
         log.info("reloaded: %d tasks (%d added, %d removed); %d runs continue", len(new),
                  len(new - old), len(old - new), len(self.runs))
         self.emit(ReloadEvent(added=tuple(sorted(new - old)), removed=tuple(sorted(old - new)),

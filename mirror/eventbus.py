@@ -34,14 +34,19 @@ class PluginWorker:
     EventManager API, which 0.8.4 plugins reach through :mod:`mirror.component`.
     """
 
-    def __init__(self, plugin_name: str, raw_config: Mapping[str, Mapping[str, str]]) -> None:
+    def __init__(self, plugin_name: str, raw_config: Mapping[str, Mapping[str, str]],
+                 on_exit: Callable[[], object] | None = None) -> None:
+        """*on_exit* is called on the worker's thread when it ends (to wake a waiting loop)."""
         self.plugin_name = plugin_name
         self.raw_config = raw_config  # plugin.ini as 0.8.4 plugins read it
         self.handlers: dict[str, list[Handler]] = {}
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._events_queued = 0
         self._next_warning = BACKLOG_WARNING
+        self._on_exit = on_exit
+        self._done = threading.Event()
 
     def register_event_handler(self, event: str, handler: Handler) -> None:
         """Call *handler* for each *event* (a name from :data:`mirror.events.EVENT_TYPES`).
@@ -74,8 +79,10 @@ class PluginWorker:
 
     def put(self, event: MirrorEvent) -> None:
         """Queue *event* for this plugin; never blocks. A growing backlog is logged."""
+        with self._lock:
+            self._events_queued += 1
+            backlog = self._events_queued
         self._queue.put(event)
-        backlog = self._queue.qsize()
         if backlog >= self._next_warning:
             log.warning("plugin %s is %d events behind (a handler is slow or stuck)",
                         self.plugin_name, backlog)
@@ -84,47 +91,45 @@ class PluginWorker:
             self._next_warning = BACKLOG_WARNING
 
     def backlog(self) -> int:
-        """How many events (and calls) are queued and not yet started."""
-        return self._queue.qsize()
+        """How many events are queued and not yet started."""
+        return self._events_queued
 
     def call(self, function: Callable[[], object]) -> None:
         """Run *function* on this plugin's thread, after the events queued before it."""
         self._queue.put(function)
 
-    def stop(self, deadline: float) -> bool:
-        """Deliver what is queued, then end the thread; give up at *deadline* (monotonic).
-
-        Returns:
-            True if the thread ended in time.
-        """
-        if self._thread is None:
-            return True
+    def request_stop(self) -> None:
+        """End the thread once everything queued so far is delivered."""
         self._queue.put(_STOP)
-        self._thread.join(max(0.0, deadline - time.monotonic()))
-        if self._thread.is_alive():
-            log.warning("plugin %s did not finish its last %d events in time; they are dropped",
-                        self.plugin_name, self._queue.qsize())
-            return False
-        return True
+
+    def running(self) -> bool:
+        """Whether the thread is still working (false from just before its on_exit)."""
+        return self._thread is not None and not self._done.is_set()
 
     def _work(self) -> None:
         component.bind(self, self.raw_config)
-        while True:
-            item = self._queue.get()  # blocks: an idle plugin thread costs no wakeups
-            if item is _STOP:
-                return
-            if isinstance(item, MirrorEvent):
-                with self._lock:
-                    handlers = list(self.handlers.get(item.name, ()))
-                for handler in handlers:
-                    self._guarded(handler, item.name, item.args)
-            else:
-                self._guarded(item, "a queued call", ())  # type: ignore[arg-type]
+        try:
+            while True:
+                item = self._queue.get()  # blocks: an idle plugin thread costs no wakeups
+                if item is _STOP:
+                    return
+                if isinstance(item, MirrorEvent):
+                    with self._lock:
+                        self._events_queued -= 1
+                        handlers = list(self.handlers.get(item.name, ()))
+                    for handler in handlers:
+                        self._guarded(handler, item.name, item.args)
+                else:
+                    self._guarded(item, "a queued call", ())  # type: ignore[arg-type]
+        finally:
+            self._done.set()
+            if self._on_exit is not None:
+                self._guarded(self._on_exit, "its exit", ())
 
     def _guarded(self, handler: Handler, what: str, args: tuple[object, ...]) -> None:
         try:
             handler(*args)
-        except Exception:
+        except BaseException:  # SystemExit too: it would end this plugin's thread silently
             log.exception("plugin %s: handler %s for %s failed; skipped",
                           self.plugin_name, getattr(handler, "__qualname__", handler), what)
 
@@ -146,9 +151,25 @@ class EventBus:
             if worker.wants(event):
                 worker.put(event)
 
-    def stop(self, seconds: float) -> None:
-        """Let every worker deliver what it has, all within *seconds* in total."""
-        deadline = time.monotonic() + seconds
+    def stop(self, seconds: float, wait: Callable[[float], object] = time.sleep) -> None:
+        """Let every worker deliver what it has, all within *seconds* in total; a worker still
+        busy then is abandoned (its thread is a daemon thread) with a warning.
+
+        Args:
+            wait: blocks for at most the given seconds, or until something happens (a
+                worker's on_exit can end it early); the daemon serves plugins' loop calls
+                in it, so that their last handlers can still take snapshots.
+        """
         for worker in self.workers:
-            worker.stop(deadline)
+            worker.request_stop()
+        deadline = time.monotonic() + seconds
+        while any(worker.running() for worker in self.workers):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            wait(min(left, seconds))
+        for worker in self.workers:
+            if worker.running():
+                log.warning("plugin %s did not finish its last %d events in time; they are "
+                            "dropped", worker.plugin_name, worker.backlog())
         self.workers.clear()

@@ -22,6 +22,10 @@ class LoopClosed(RuntimeError):
     """The daemon has stopped serving; nothing more runs on its loop."""
 
 
+# What a plugin's question to the loop may end in instead of an answer.
+UNANSWERED = (LoopClosed, TimeoutError)
+
+
 class LoopCalls:
     """A thread-safe queue of functions, and a pipe whose read end wakes the loop's selector."""
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from concurrent import futures
 from concurrent.futures import Future
 from dataclasses import replace
 from importlib import metadata
@@ -52,13 +53,26 @@ class HostAPI:
     """
 
     def __init__(self, name: str, worker: PluginWorker, loop: Callable[[Callable[[], Any]], Future],
-                 general: GeneralSettings, probe: SystemProbe, state_directory: str) -> None:
+                 owner: PluginHost, probe: SystemProbe) -> None:
         self.name = name
-        self.state_directory = state_directory
+        self.state_directory = owner.state_directory
         self._worker = worker
         self._loop = loop
-        self._general = general
+        self._owner = owner
         self._probe = probe
+
+    @property
+    def general(self) -> GeneralSettings:
+        """The current [general] settings (emails, logdir, httpports…), read without the loop."""
+        return self._owner.general
+
+    def _ask(self, function: Callable[[LoopSide], Any], timeout: float) -> Any:
+        future = self._loop(function)
+        try:
+            return future.result(timeout)
+        except futures.TimeoutError:  # before Python 3.11 not the builtin TimeoutError
+            future.cancel()  # a request that timed out never runs later
+            raise TimeoutError(f"mirrord did not answer within {timeout} s") from None
 
     def register_event_handler(self, event: str, handler: Handler) -> None:
         """Call *handler* for each event named *event*, on this plugin's thread, in order.
@@ -86,7 +100,7 @@ class HostAPI:
             mirror.loopcalls.LoopClosed: the daemon has stopped serving.
             TimeoutError: the loop did not answer within *timeout* seconds.
         """
-        return self._loop(lambda side: side.snapshot()).result(timeout)
+        return self._ask(lambda side: side.snapshot(), timeout)
 
     def request(self, message: dict[str, Any], timeout: float = REQUEST_TIMEOUT) -> dict[str, Any]:
         """Ask the daemon what an admin could ask through the control socket.
@@ -95,7 +109,7 @@ class HostAPI:
         commands queue, status, run, cancel; ``wait`` is not offered). The reply
         is the same dict the control socket answers with.
         """
-        return self._loop(lambda side: side.plugin_request(dict(message))).result(timeout)
+        return self._ask(lambda side: side.plugin_request(dict(message)), timeout)
 
     def schedule_system(self, name: str, schedule: str, priority: int = 5) -> None:
         """Queue a system entry *name* on a cron *schedule*; each time it is due, every
@@ -115,8 +129,9 @@ class HostAPI:
     def system_conditions(self) -> Conditions:
         """The 5-minute load and the HTTP connections to [general] httpports now, measured
         whatever the limits are, on the calling thread (counting connections may be slow)."""
-        measured = replace(self._general, loadlimit=max(self._general.loadlimit, 1.0),
-                           httpconn=max(self._general.httpconn, 1))
+        general = self.general
+        measured = replace(general, loadlimit=max(general.loadlimit, 1.0),
+                           httpconn=max(general.httpconn, 1) if general.httpports else 0)
         return self._probe.conditions(measured, 0)
 
 
@@ -131,10 +146,17 @@ class PluginHost:
         self._loop = loop
         self._probe = probe
         self._workers: dict[str, PluginWorker] = {}
+        self._disablers: dict[str, Callable[[], object]] = {}
+        self.general = GeneralSettings()  # the current [general], for HostAPI
+
+    def reconfigure(self, general: GeneralSettings) -> None:
+        """A reload applied a new [general] (loop thread; one atomic assignment)."""
+        self.general = general
 
     def load(self, sections: Mapping[str, PluginSection], general: GeneralSettings,
              entries: Iterable[metadata.EntryPoint] | None = None) -> None:
         """Load, construct and enable every plugin not switched off in plugin.ini."""
+        self.general = general
         raw = {name: dict(section.raw) for name, section in sections.items()}
         for entry in discover() if entries is None else entries:
             section = sections.get(entry.name.lower())
@@ -161,21 +183,22 @@ class PluginHost:
 
     def _enable(self, name: str, cls: Any, settings: dict[str, Any],
                 raw: dict[str, dict[str, str]], general: GeneralSettings) -> None:
-        worker = PluginWorker(name, raw)
+        # A worker that ends wakes the loop, which waits for the workers at stop.
+        worker = PluginWorker(name, raw, on_exit=lambda: self._loop(lambda side: None))
         component.bind(worker, raw)
         try:
             instance = cls(name)
             plugin = instance.plugin if isinstance(instance, PluginInitBase) else instance
-            plugin.host = HostAPI(name, worker, self._loop, general, self._probe,
-                                  self.state_directory)
+            plugin.host = HostAPI(name, worker, self._loop, self, self._probe)
             plugin.settings = settings
-            plugin.enable()
+            instance.enable()  # a 0.8.4 wrapper passes it on
         except Exception:
             log.exception("plugin %s failed to start; mirrord goes on without it", name)
             return
         finally:
             component.unbind()
         self.plugins[name] = plugin
+        self._disablers[name] = instance.disable
         self._workers[name] = worker
         self.bus.add(worker)
         log.info("plugin %s enabled", name)
@@ -184,10 +207,10 @@ class PluginHost:
         """Queue *event* for every plugin that handles it; never blocks."""
         self.bus.emit(event)
 
-    def stop(self, seconds: float) -> None:
-        """Deliver what is queued, call each plugin's disable() on its thread, all within
-        *seconds*; a plugin still busy then is abandoned (its thread is a daemon thread)."""
+    def stop(self, seconds: float, wait: Callable[[float], object]) -> None:
+        """Deliver what is queued, then call each plugin's disable() on its thread, all within
+        *seconds* (see :meth:`EventBus.stop` for *wait*)."""
         for name, worker in self._workers.items():
-            worker.call(self.plugins[name].disable)
-        self.bus.stop(seconds)
+            worker.call(self._disablers[name])
+        self.bus.stop(seconds, wait)
         self._workers.clear()

@@ -109,8 +109,17 @@ def validate(schema: tuple[Setting, ...], section: PluginSection | None,
         except ValueError as problem:
             issues.error(str(problem), line, section.name, key)
             ok = False
+        except Exception as problem:  # a third-party parser's bug must not end --check
+            issues.error(_("the plugin could not read this value ({problem!r})").format(
+                problem=problem), line, section.name, key)
+            ok = False
     if ok and check is not None:
-        for problem in check(values):
+        try:
+            problems = list(check(values))
+        except Exception as problem:
+            problems = [_("the plugin could not check its settings ({problem!r})").format(
+                problem=problem)]
+        for problem in problems:
             issues.error(problem, section.line, section.name)
             ok = False
     return values if ok else None
@@ -140,11 +149,10 @@ def validate_for(cls: Any, section: PluginSection | None,
 
 
 def check_plugin_sections(sections: Mapping[str, PluginSection], issues: IssueCollector) -> None:
-    """Validate the sections of every installed plugin that declares its settings.
-
-    Used by the config loader, so ``mirrord --check`` and a reload report
-    plugin.ini mistakes with file, line, section and key. A plugin that cannot
-    be imported is skipped here; the daemon reports it when it loads plugins.
+    """Validate the sections of every installed plugin that is not switched off, for
+    ``mirrord --check``. It imports the plugins, which is why the config loader does not do
+    this (the daemon validates each plugin as it loads it, after detaching). A plugin that
+    cannot be imported is skipped here; the daemon reports it when it loads plugins.
     """
     entries = discover()
     installed = {entry.name.lower() for entry in entries}
@@ -156,7 +164,7 @@ def check_plugin_sections(sections: Mapping[str, PluginSection], issues: IssueCo
                            section.line, section.name)
     for entry in entries:
         section = sections.get(entry.name.lower())
-        if section is None:
+        if section is None or not section.enabled:
             continue
         try:
             cls = entry.load()

@@ -31,7 +31,8 @@ class Run:
     started: float  # epoch seconds
     log_path: str
     stage: int = 1
-    pid: int | None = None
+    pid: int | None = None  # of the current stage
+    first_pid: int = 0  # of stage 1; 0 until it started
     stage_started: float = 0.0
     ending: str | None = None  # timeout, cancelled or killed, once termination began
     waiters: list = field(default_factory=list)

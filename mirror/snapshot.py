@@ -46,6 +46,11 @@ class TaskView:
     size: int | None
     next_run: float | None
 
+    @property
+    def shown_upstream(self) -> str | None:
+        """The upstream to show: the current or last run's, else the first configured."""
+        return self.upstream or (self.upstreams[0] if self.upstreams else None)
+
 
 @dataclass(frozen=True)
 class QueueView:
@@ -59,7 +64,7 @@ class QueueView:
 
 @dataclass(frozen=True)
 class Snapshot:
-    """The daemon at one moment."""
+    """The daemon at one moment; ``tasks`` are in name order."""
 
     taken: float
     zone: tzinfo
@@ -76,7 +81,7 @@ class Snapshot:
 def take_snapshot(core: Scheduler, runs: Mapping[str, Run], states: Mapping[str, TaskState],
                   zone: tzinfo, now: float) -> Snapshot:
     """Copy what plugins may see. Loop thread only."""
-    names = list(core.tasks) + [name for name in core.retired if name not in core.tasks]
+    names = sorted({*core.tasks, *core.retired})
     tasks = []
     for name in names:
         spec = core.tasks.get(name) or core.retired[name]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import signal
 from dataclasses import asdict, dataclass, fields
 
 from mirror.atomicfile import write_atomically
@@ -59,6 +60,14 @@ class TaskState:
         if state.size is not None and not isinstance(state.size, int):
             state.size = None
         return state
+
+
+def exit_status(exit_code: int | None, signal_name: str | None) -> int | None:
+    """How a run ended as one number: -N after signal N (as Python reports it), else the
+    exit code; None when no process ran."""
+    if signal_name is not None:
+        return -int(signal.Signals[signal_name])
+    return exit_code
 
 
 class StateStore:

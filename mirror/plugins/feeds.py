@@ -7,11 +7,11 @@ Pure functions of a :class:`mirror.snapshot.Snapshot`, used by TaskStatus
 """
 from __future__ import annotations
 
-import signal
 from datetime import datetime, tzinfo
 
 from mirror.snapshot import Snapshot, TaskView
 from mirror.state import CANCELLED, FAILED, KILLED, SUCCESS, TIMEOUT
+from mirror.state import exit_status as state_exit_status
 from mirror.status import DISABLED, RUNNING
 from mirror.task import RSYNC
 
@@ -97,10 +97,10 @@ def status_document(snapshot: Snapshot) -> dict[str, dict[str, object]]:
     current run started or the last one ended; exitcode is -N after signal N.
     """
     document = {}
-    for task in sorted(snapshot.tasks, key=lambda view: view.name):
+    for task in snapshot.tasks:
         entry: dict[str, object] = {
             "schedule": local_text(task.next_run, snapshot.zone, STATUS_DATE_FORMAT) or "Unknown",
-            "upstream": task.upstream or (task.upstreams[0] if task.upstreams else ""),
+            "upstream": task.shown_upstream or "",
         }
         if task.state == RUNNING:
             entry.update(status=STATUS_RUNNING,
@@ -116,10 +116,8 @@ def status_document(snapshot: Snapshot) -> dict[str, dict[str, object]]:
 
 
 def exit_status(task: TaskView) -> int | None:
-    """The last run's exit code, or -N if signal N ended it (as Python reports it)."""
-    if task.signal is not None:
-        return -int(signal.Signals[task.signal])
-    return task.exit_code
+    """The last run's exit code, or -N if signal N ended it."""
+    return state_exit_status(task.exit_code, task.signal)
 
 
 def jobs_status(task: TaskView) -> str:
@@ -146,10 +144,10 @@ def _stamp(when: float | None, zone: tzinfo) -> tuple[str, int]:
 def jobs_document(snapshot: Snapshot) -> list[dict[str, object]]:
     """tunasync's ``GET /jobs`` array, one object per task, sorted by name."""
     jobs = []
-    for task in sorted(snapshot.tasks, key=lambda view: view.name):
+    for task in snapshot.tasks:
         job: dict[str, object] = {
             "name": task.name, "is_master": True, "status": jobs_status(task),
-            "upstream": task.upstream or (task.upstreams[0] if task.upstreams else ""),
+            "upstream": task.shown_upstream or "",
             "size": human_size(task.size),
         }
         started = task.started if task.state == RUNNING else task.last_start

@@ -9,7 +9,6 @@ See docs/plugins.md.
 """
 from __future__ import annotations
 
-import concurrent.futures
 import logging
 import smtplib
 import socket
@@ -21,7 +20,8 @@ from typing import Any
 from mirror.durations import parse_duration
 from mirror.events import RunFinishedEvent
 from mirror.i18n import _
-from mirror.loopcalls import LoopClosed
+from mirror.localzone import local_zone
+from mirror.loopcalls import UNANSWERED
 from mirror.pluginbase import PluginBase
 from mirror.plugins import mailtext
 from mirror.pluginsettings import Setting
@@ -123,15 +123,15 @@ class Notifier(PluginBase):
         kind = mailtext.transition(event)
         if kind is None:
             return
-        try:
-            snapshot = self.host.snapshot()
-        except (LoopClosed, TimeoutError, concurrent.futures.TimeoutError) as problem:
-            log.warning("%s: no %s mail sent: the daemon did not say who gets it (%s)",
-                        event.taskname, kind, problem or type(problem).__name__)
-            return
-        if not snapshot.emails:
+        recipients = self.host.general.emails
+        if not recipients:
             log.info("%s: no %s mail sent: [general] emails is empty", event.taskname, kind)
             return
+        try:
+            snapshot = self.host.snapshot()
+            view, zone = snapshot.task(event.taskname), snapshot.zone
+        except UNANSWERED:  # stopping: the mail goes out all the same, with less detail
+            view, zone = None, local_zone()
         try:
             tail: list[str] | None = mailtext.log_excerpt(event)
             tail_problem = None
@@ -141,10 +141,9 @@ class Notifier(PluginBase):
         sender = self.settings["from"] or f"mirror@{fqdn}"
         mail = mailtext.message(
             mailtext.subject(event, kind, hostname),
-            mailtext.body(event, kind, snapshot.task(event.taskname), snapshot.zone, tail,
-                          tail_problem),
-            sender, snapshot.emails)
-        self.send(mail, sender, snapshot.emails, f"{event.taskname}: the {kind} mail")
+            mailtext.body(event, kind, view, zone, tail, tail_problem),
+            sender, recipients)
+        self.send(mail, sender, recipients, f"{event.taskname}: the {kind} mail")
 
     def send(self, mail: EmailMessage, sender: str, recipients: tuple[str, ...],
              what: str) -> bool:

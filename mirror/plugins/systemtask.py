@@ -1,8 +1,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """SystemTask: the log cleaner, a system entry on a cron schedule.
 
-It deletes task logs named ``NAME.log.YYYY-MM-DD`` in [general] logdir once
-their date is more than ``keep_days`` days ago, and touches no other file.
+It deletes task logs named ``NAME.log.YYYY-MM-DD`` in [general] logdir, NAME
+being a task of the config, once their date is more than ``keep_days`` days
+ago, and touches no other file (not a rotated ``mirrord.log.2026-11-01``, nor
+the logs of tasks no longer configured).
 It runs on this plugin's thread; ``mirrord -t`` lists it as kind ``system``.
 """
 from __future__ import annotations
@@ -15,7 +17,7 @@ from datetime import date, datetime, timedelta
 
 from mirror.events import SystemTaskInfo
 from mirror.i18n import _
-from mirror.loopcalls import LoopClosed
+from mirror.loopcalls import UNANSWERED
 from mirror.pluginbase import PluginBase
 from mirror.pluginsettings import Setting
 from mirror.schedule import CronSchedule
@@ -23,7 +25,7 @@ from mirror.schedule import CronSchedule
 log = logging.getLogger(__name__)
 
 LOG_CLEANER = "logcleaner"
-TASK_LOG = re.compile(r".+\.log\.(\d{4}-\d{2}-\d{2})")
+TASK_LOG = re.compile(r"(.+)\.log\.(\d{4}-\d{2}-\d{2})")
 
 
 def parse_keep_days(text: str) -> int:
@@ -42,10 +44,11 @@ def parse_schedule(text: str) -> str:
     return CronSchedule.parse(text).expression
 
 
-def old_task_logs(logdir: str, keep_days: int, today: date) -> list[str]:
+def old_task_logs(logdir: str, names: set[str], keep_days: int, today: date) -> list[str]:
     """Paths of the task logs in *logdir* dated more than *keep_days* days before *today*.
 
-    Only regular files named ``NAME.log.YYYY-MM-DD`` with a real date count.
+    Only regular files named ``NAME.log.YYYY-MM-DD``, with NAME in *names* and a
+    real date, count.
 
     Raises:
         OSError: *logdir* cannot be listed.
@@ -55,10 +58,12 @@ def old_task_logs(logdir: str, keep_days: int, today: date) -> list[str]:
     with os.scandir(logdir) as entries:
         for entry in entries:
             match = TASK_LOG.fullmatch(entry.name)
-            if match is None or not stat.S_ISREG(entry.stat(follow_symlinks=False).st_mode):
+            if match is None or match.group(1) not in names:
+                continue
+            if not stat.S_ISREG(entry.stat(follow_symlinks=False).st_mode):
                 continue
             try:
-                dated = date.fromisoformat(match.group(1))
+                dated = date.fromisoformat(match.group(2))
             except ValueError:
                 continue
             if dated < oldest_kept:
@@ -83,20 +88,21 @@ class SystemTask(PluginBase):
             return
         try:
             snapshot = self.host.snapshot()
-        except (LoopClosed, TimeoutError):
+        except UNANSWERED:
             return
         in_use = {task.log_path for task in snapshot.tasks if task.log_path}
-        self.clean(snapshot.logdir, datetime.fromtimestamp(snapshot.taken, snapshot.zone).date(),
-                   in_use)
+        self.clean(snapshot.logdir, {task.name for task in snapshot.tasks},
+                   datetime.fromtimestamp(snapshot.taken, snapshot.zone).date(), in_use)
 
-    def clean(self, logdir: str, today: date, in_use: set[str]) -> int:
-        """Delete the old task logs in *logdir*, except those of running tasks (*in_use*).
+    def clean(self, logdir: str, names: set[str], today: date, in_use: set[str]) -> int:
+        """Delete the old logs of the tasks called *names* in *logdir*, except those of
+        running tasks (*in_use*).
 
         Returns:
             How many were deleted.
         """
         try:
-            paths = old_task_logs(logdir, self.settings["keep_days"], today)
+            paths = old_task_logs(logdir, names, self.settings["keep_days"], today)
         except OSError as problem:
             log.error("log cleaner: cannot list %s: %s", logdir, problem.strerror or problem)
             return 0

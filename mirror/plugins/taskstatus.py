@@ -12,7 +12,7 @@ import os
 
 from mirror.atomicfile import write_atomically
 from mirror.events import MirrorEvent
-from mirror.loopcalls import LoopClosed
+from mirror.loopcalls import UNANSWERED
 from mirror.pluginbase import PluginBase
 from mirror.plugins.feeds import jobs_document, status_document
 from mirror.pluginsettings import Setting
@@ -62,7 +62,7 @@ class TaskStatus(PluginBase):
             return
         try:
             snapshot = self.host.snapshot()
-        except (LoopClosed, TimeoutError):
+        except UNANSWERED:
             return  # stopping: the files keep what they last said
         self._write(self.status_file, status_document(snapshot))
         if self.jobs_file:

@@ -118,3 +118,17 @@ def test_status_and_jobs_files_after_success_failure_timeout_and_signal(mirrord,
 
     for reader in readers:
         assert reader.bad == [] and reader.reads > 50 and len(reader.versions) > 3
+
+
+def test_files_tell_the_truth_after_a_stop_ends_a_running_sync(mirrord):
+    daemon = mirrord(general() + "[long]\ntype = simple\ncommand = sleep\nargs = 300\n"
+                     "time = 0 0 1 1 *\n", plugins=PLUGINS)
+    daemon.ask({"command": "run", "name": "long"})
+    jobs_path = daemon.directory / "www" / "jobs.json"
+    wait_for(lambda: jobs_path.exists() and json.loads(jobs_path.read_text())[0]["status"]
+             == "syncing", what="long shown as syncing")
+    assert daemon.stop() == 0
+    assert load_state(daemon.directory)["long"]["result"] == "killed"
+    assert json.loads(jobs_path.read_text())[0]["status"] == "paused"
+    status = json.loads((daemon.directory / "www" / "status.json").read_text())["long"]
+    assert (status["status"], status["message"]) == (2, "Ended because mirrord stopped")

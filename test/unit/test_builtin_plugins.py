@@ -76,19 +76,20 @@ def test_only_the_latest_runs_part_of_the_log_is_read(tmp_path):
 
 def test_the_log_cleaner_picks_only_old_task_logs(tmp_path):
     names = ["debian.log.2026-11-01", "debian.log.2026-11-14", "debian.log.2026-11-15",
-             "ubuntu.log.2026-10-01", "mirrord.log", "debian.log.2026-02-30",
-             "notes.txt", "debian.log.2026-11-01.gz"]
+             "ubuntu.log.2026-10-01", "mirrord.log.2026-10-01", "debian.log.2026-02-30",
+             "notes.txt", "debian.log.2026-11-01.gz", "gone.log.2026-01-01"]
     for name in names:
         (tmp_path / name).write_text("x")
     (tmp_path / "old.log.2020-01-01").mkdir()
     os.symlink(tmp_path / "notes.txt", tmp_path / "link.log.2020-01-01")
-    old = old_task_logs(str(tmp_path), 10, date(2026, 11, 25))
+    tasks = {"debian", "ubuntu", "old", "link"}  # not "mirrord", not "gone"
+    old = old_task_logs(str(tmp_path), tasks, 10, date(2026, 11, 25))
     assert [os.path.basename(path) for path in old] == [
         "debian.log.2026-11-01", "debian.log.2026-11-14", "ubuntu.log.2026-10-01"]
     cleaner = SystemTask("SystemTask")
     cleaner.settings = {"keep_days": 10}
     in_use = {str(tmp_path / "debian.log.2026-11-14")}
-    assert cleaner.clean(str(tmp_path), date(2026, 11, 25), in_use) == 2
+    assert cleaner.clean(str(tmp_path), tasks, date(2026, 11, 25), in_use) == 2
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
         {*names, "old.log.2020-01-01", "link.log.2020-01-01"}
         - {"debian.log.2026-11-01", "ubuntu.log.2026-10-01"})

@@ -42,7 +42,7 @@ def task(name: str, **changes: object) -> TaskView:
 
 SNAPSHOT = Snapshot(
     taken=NOW, zone=timezone.utc, logdir="/var/log/mirror", emails=(),
-    tasks=(
+    tasks=tuple(sorted((  # a snapshot's tasks are in name order
         task("ok", result="success", exit_code=0, last_start=NOW - 3 * 3600 - 60,
              last_end=NOW - 3 * 3600, last_success=NOW - 3 * 3600, duration=60.0,
              size=3 * 1024**3, upstream="rsync://a&b.example.org/<x>/\"q\""),
@@ -52,7 +52,7 @@ SNAPSHOT = Snapshot(
         task("off", enabled=False, state="disabled", next_run=None),
         task("stopped", result="cancelled", signal="SIGTERM", last_end=NOW - 60),
         task("fresh", type="simple", upstreams=(), localdir=None),
-    ),
+    ), key=lambda view: view.name)),
     queue=(QueueView("ok", "run", NOW + 1800, 10), QueueView("broken", "retry", NOW + 60, 10),
            QueueView("logcleaner", "system", NOW + 7200, 5)))
 

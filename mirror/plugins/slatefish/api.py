@@ -19,8 +19,7 @@ def api_document(snapshot: Snapshot) -> dict[str, object]:
     return {
         "generated": iso(snapshot.taken, zone),
         "generated_ts": snapshot.taken,
-        "tasks": [_task(task, snapshot) for task in sorted(snapshot.tasks,
-                                                           key=lambda view: view.name)],
+        "tasks": [_task(task, snapshot) for task in snapshot.tasks],
         "queue": [{"name": entry.name, "kind": entry.kind, "due": iso(entry.due, zone),
                    "due_ts": entry.due, "priority": entry.priority} for entry in snapshot.queue],
     }
@@ -39,7 +38,7 @@ def _task(task: TaskView, snapshot: Snapshot) -> dict[str, object]:
         "exit_code": task.exit_code,
         "signal": task.signal,
         "exit_status": exit_status(task),
-        "upstream": task.upstream or (task.upstreams[0] if task.upstreams else None),
+        "upstream": task.shown_upstream,
         "upstreams": list(task.upstreams),
         "size": task.size,
         "size_human": human_size(task.size),

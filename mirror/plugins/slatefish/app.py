@@ -9,10 +9,9 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from concurrent import futures
 from http import HTTPStatus
 
-from mirror.loopcalls import LoopClosed
+from mirror.loopcalls import UNANSWERED
 from mirror.pluginhost import HostAPI
 from mirror.plugins.feeds import jobs_document
 from mirror.plugins.slatefish import metrics
@@ -33,8 +32,6 @@ PAGE_HEADERS = (*COMMON_HEADERS, ("Content-Security-Policy",
                                   "default-src 'none'; style-src 'unsafe-inline'; "
                                   "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"))
 JSON_TYPE = "application/json; charset=utf-8"
-# Before Python 3.11, Future.result() raises concurrent.futures.TimeoutError, not the builtin.
-UNAVAILABLE = (TimeoutError, futures.TimeoutError, LoopClosed)
 
 
 class StatusApplication:
@@ -60,7 +57,7 @@ class StatusApplication:
                                  COMMON_HEADERS)
         try:
             return route()
-        except UNAVAILABLE as problem:
+        except UNANSWERED as problem:
             log.warning("status page: mirrord did not answer for %s: %s", path,
                         str(problem) or "timed out")
             return text_response(HTTPStatus.SERVICE_UNAVAILABLE,

@@ -67,7 +67,7 @@ def task_families(snapshot: Snapshot) -> list[Metric]:
     size = GaugeMetricFamily("mirror_task_size_bytes",
                              "Size of the task's mirror as last measured; absent if unknown.",
                              labels=["task"])
-    for task in sorted(snapshot.tasks, key=lambda view: view.name):
+    for task in snapshot.tasks:
         label = [task.name]
         enabled.add_metric(label, 1 if task.enabled else 0)
         running.add_metric(label, 1 if task.state == RUNNING else 0)

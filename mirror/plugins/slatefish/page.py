@@ -147,7 +147,7 @@ def _cell(label: str, css: str, content: str) -> str:
 
 def _row(task: TaskView, snapshot: Snapshot) -> str:
     word = jobs_status(task)
-    upstream = task.upstream or (task.upstreams[0] if task.upstreams else None)
+    upstream = task.shown_upstream
     if task.last_success is not None:
         success = _when(task.last_success, snapshot)
     else:
@@ -188,7 +188,7 @@ def render_page(snapshot: Snapshot, title: str = "Mirror status") -> str:
         snapshot: the daemon as of now; relative times are measured from its ``taken``.
         title: the page heading and <title> (escaped here).
     """
-    tasks = tuple(sorted(snapshot.tasks, key=lambda view: view.name))
+    tasks = snapshot.tasks
     rows = "\n".join(_row(task, snapshot) for task in tasks)
     if not rows:
         rows = '<tr data-state="none"><td colspan="7" class="muted">No tasks configured.</td></tr>'
