@@ -102,6 +102,10 @@ class PluginWorker:
         """End the thread once everything queued so far is delivered."""
         self._queue.put(_STOP)
 
+    def wait_done(self, seconds: float) -> bool:
+        """Block until the thread has finished its work, for at most *seconds*."""
+        return self._done.wait(seconds)
+
     def running(self) -> bool:
         """Whether the thread is still working (false from just before its on_exit)."""
         return self._thread is not None and not self._done.is_set()
@@ -151,23 +155,28 @@ class EventBus:
             if worker.wants(event):
                 worker.put(event)
 
-    def stop(self, seconds: float, wait: Callable[[float], object] = time.sleep) -> None:
+    def stop(self, seconds: float, wait: Callable[[float], object] | None = None) -> None:
         """Let every worker deliver what it has, all within *seconds* in total; a worker still
         busy then is abandoned (its thread is a daemon thread) with a warning.
 
         Args:
             wait: blocks for at most the given seconds, or until something happens (a
                 worker's on_exit can end it early); the daemon serves plugins' loop calls
-                in it, so that their last handlers can still take snapshots.
+                in it, so that their last handlers can still take snapshots. Without it,
+                the workers are simply waited for.
         """
         for worker in self.workers:
             worker.request_stop()
         deadline = time.monotonic() + seconds
-        while any(worker.running() for worker in self.workers):
+        while True:
+            running = [worker for worker in self.workers if worker.running()]
             left = deadline - time.monotonic()
-            if left <= 0:
+            if not running or left <= 0:
                 break
-            wait(min(left, seconds))
+            if wait is None:
+                running[0].wait_done(left)
+            else:
+                wait(left)
         for worker in self.workers:
             if worker.running():
                 log.warning("plugin %s did not finish its last %d events in time; they are "
