@@ -52,6 +52,7 @@ from mirror.runs import (
 )
 from mirror.schedule import CronSchedule
 from mirror.scheduler import DELAY, EXPIRE, SKIP, START, SYSTEM_DUE, WAIT, Scheduler
+from mirror.sdnotify import SystemdNotifier
 from mirror.snapshot import Snapshot, take_snapshot
 from mirror.state import (
     CANCELLED,
@@ -113,6 +114,7 @@ class MirrorDaemon:
         self.plugins = PluginHost(self._call_in_loop, self.probe,
                                   os.path.dirname(os.path.abspath(paths.statefile)))
         self.system_entries: dict[str, tuple[CronSchedule, int]] = {}
+        self.systemd = SystemdNotifier()
         # Created in serve(), after detaching closed every other descriptor.
         self.selector: selectors.BaseSelector
         self.timer: WallTimer
@@ -139,6 +141,7 @@ class MirrorDaemon:
                  sum(1 for task in self.core.tasks.values() if task.enabled))
         self.emit(MirrorStartEvent())
         self._announce_queued(self.core.tasks)
+        self.systemd.ready(self._status_line())
         while True:
             self._notice_clock_jump()
             self._kill_overdue_groups()
@@ -306,7 +309,13 @@ class MirrorDaemon:
         if run.pid is not None:
             run.first_pid = run.pid
             self.emit(TaskStartEvent(name, run.pid))
+        self.systemd.status(self._status_line())
         return run
+
+    def _status_line(self) -> str:
+        """systemd's one-line status: ``40 tasks, 3 running``."""
+        return _("{tasks} tasks, {running} running").format(tasks=len(self.core.tasks),
+                                                            running=len(self.runs))
 
     def _spawn_stage(self, run: Run) -> None:
         now = self.wall()
@@ -403,6 +412,7 @@ class MirrorDaemon:
             consecutive_failures=state.consecutive_failures, retry_at=retry_at))
         if retry_at is not None:
             self._announce_queued([name])
+        self.systemd.status(self._status_line())
 
     def save_state(self) -> None:
         """Write the state file; a failure is logged, and retried at the next change."""
@@ -444,6 +454,7 @@ class MirrorDaemon:
         if not self.stopping:
             log.info("stopping (%s): ending %d running tasks", reason, len(self.runs))
             self.stop_reason = reason
+            self.systemd.stopping()
         self.stopping = True
         for name in list(self.runs):
             self._terminate(name, KILLED)
@@ -462,6 +473,13 @@ class MirrorDaemon:
 
     def reload(self) -> bool:
         """Re-read the config; apply it if it has no errors. Running syncs are never touched."""
+        self.systemd.reloading()
+        try:
+            return self._reload()
+        finally:
+            self.systemd.ready(self._status_line())
+
+    def _reload(self) -> bool:
         config = load_config(self.location)
         for issue in config.issues:
             (log.error if issue.severity == "error" else log.warning)("%s", issue)
