@@ -12,8 +12,11 @@ from mirror.i18n import _
 from mirror.tables import format_table
 from mirror.task import RSYNC, TaskSpec
 
-COLUMNS = ("NAME", "TYPE", "PRI", "ENABLED", "SCHEDULE", "NEXT RUN", "TIMEOUT", "AUTORETRY",
-           "UPSTREAM → LOCALDIR")
+
+def columns() -> tuple[str, ...]:
+    """The header of the ``--check`` table, in the user's language."""
+    return (_("NAME"), _("TYPE"), _("PRI"), _("ENABLED"), _("SCHEDULE"), _("NEXT RUN"),
+            _("TIMEOUT"), _("AUTORETRY"), _("UPSTREAM → LOCALDIR"))
 
 
 def task_row(section: TaskSection, since: datetime, zone: tzinfo) -> dict[str, object]:
@@ -76,15 +79,18 @@ def _cells(section: TaskSection, row: dict[str, object]) -> tuple[str, ...]:
 def render_check(config: MirrorConfig, report: dict[str, object]) -> str:
     """The human-readable ``--check`` output: problems, the task table, a summary."""
     lines: list[str] = []
-    for title, issues in ((_("errors"), config.errors), (_("warnings"), config.warnings)):
-        if issues:
-            lines.append(f"{title} ({len(issues)}):")
-            lines.extend(f"  {issue}" for issue in issues)
-            lines.append("")
+    if config.errors:
+        lines.append(_("errors ({count}):").format(count=len(config.errors)))
+        lines.extend(f"  {issue}" for issue in config.errors)
+        lines.append("")
+    if config.warnings:
+        lines.append(_("warnings ({count}):").format(count=len(config.warnings)))
+        lines.extend(f"  {issue}" for issue in config.warnings)
+        lines.append("")
     if not config.sections:
         lines.append(_("no tasks"))
         return "\n".join(lines)
-    rows = [COLUMNS] + [_cells(section, row) for section, row
+    rows = [columns()] + [_cells(section, row) for section, row
                         in zip(config.sections, report["tasks"])]  # type: ignore[call-overload]
     lines.append(format_table(rows))
     tasks = config.tasks

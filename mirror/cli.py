@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from mirror import __version__
-from mirror.i18n import _
+from mirror.i18n import _, translate_standard_library
 
 EXIT_OK = 0
 EXIT_ERRORS = 1
@@ -126,6 +126,7 @@ def run_check(config_option: str | None, as_json: bool, since: datetime | None) 
 def start_daemon(args: argparse.Namespace) -> int:
     """Load the config and run the daemon; problems before detaching exit 1 with a message."""
     from mirror.config import load_config
+    from mirror.diagnostics import ERROR
     from mirror.lifecycle import DaemonOptions, StartupError, run_daemon
     from mirror.locations import locate_config
     from mirror.pidfile import AlreadyRunning
@@ -133,7 +134,10 @@ def start_daemon(args: argparse.Namespace) -> int:
     location = locate_config(args.config)
     config = load_config(location)
     for issue in config.issues:
-        print(f"mirrord: {issue.severity}: {issue}", file=sys.stderr)
+        if issue.severity == ERROR:
+            print(_("mirrord: error: {issue}").format(issue=issue), file=sys.stderr)
+        else:
+            print(_("mirrord: warning: {issue}").format(issue=issue), file=sys.stderr)
     options = DaemonOptions(foreground=args.foreground, logfile=args.logfile,
                             level="none" if args.quiet else args.loglevel, append=args.append,
                             pidfile=args.pidfile, user=args.user, group=args.group,
@@ -147,6 +151,7 @@ def start_daemon(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``mirrord``; returns the exit code."""
+    translate_standard_library()  # argparse's own messages, such as "usage:"
     parser = build_parser()
     args = parser.parse_args(argv)
     _validate(parser, args)

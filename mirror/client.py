@@ -37,7 +37,7 @@ def print_queue(reply: dict, as_json: bool) -> None:
     if as_json:
         print(json.dumps(reply["queue"], ensure_ascii=False, indent=1))
         return
-    rows = [["NAME", "KIND", "DUE", "PRIORITY"]]
+    rows = [[_("NAME"), _("KIND"), _("DUE"), _("PRIORITY")]]
     rows += [[entry["name"], entry["kind"], entry["due"], str(entry["priority"])]
              for entry in reply["queue"]]
     print(_coloured_table(rows) if len(rows) > 1 else _("the queue is empty"))
@@ -49,8 +49,8 @@ def print_status(reply: dict, as_json: bool) -> None:
     if as_json:
         print(json.dumps(tasks, ensure_ascii=False, indent=1))
         return
-    rows = [["NAME", "STATE", "PID", "STAGE", "STARTED", "LAST RESULT", "EXIT", "LAST SUCCESS",
-             "NEXT RUN", "UPSTREAM"]]
+    rows = [[_("NAME"), _("STATE"), _("PID"), _("STAGE"), _("STARTED"), _("LAST RESULT"),
+             _("EXIT"), _("LAST SUCCESS"), _("NEXT RUN"), _("UPSTREAM")]]
     for name, task in tasks.items():
         stage = f"{task['stage']}/{task['stages']}" if task["stage"] else "-"
         exit_shown = task["signal"] or task["exit_code"]

@@ -24,8 +24,12 @@ _USER = r"(?:[A-Za-z0-9._%+-]+@)?"
 _HOST = re.compile(_USER + r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])")
 _RSYNC_URL = re.compile(
     r"rsync://" + _USER + r"(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]+)?(?:/.*)?")
-UPSTREAM_FORMS = ("a host name (mirror.example.org), an rsync://host/module/ URL, "
-                  "an absolute path, or a path starting with ./ relative to the config file")
+
+
+def upstream_forms() -> str:
+    """What an ``upstream[]`` value may be, in the user's language (for messages)."""
+    return _("a host name (mirror.example.org), an rsync://host/module/ URL, an absolute path, "
+             "or a path starting with ./ relative to the config file")
 
 
 def check_upstream(upstream: str) -> None:
@@ -38,7 +42,7 @@ def check_upstream(upstream: str) -> None:
     if upstream.startswith("/") or _RSYNC_URL.fullmatch(upstream) or _HOST.fullmatch(upstream):
         return
     raise ValueError(_("'{upstream}' is not an upstream (use {forms})").format(
-        upstream=upstream, forms=UPSTREAM_FORMS))
+        upstream=upstream, forms=upstream_forms()))
 
 
 def rsync_source(upstream: str, rsyncdir: str) -> str:

@@ -329,9 +329,11 @@ class _TaskValidator:
         twostage = self._value(section, entries, "twostage", parse_bool, False)
         firststage = None
         if twostage:
-            entry = self._required(section, entries, "firststage", _(
-                "twostage is on: name the directory synced first, e.g. pool" if task_type == RSYNC
-                else "twostage is on: give the first stage's arguments"))
+            if task_type == RSYNC:
+                hint = _("twostage is on: name the directory synced first, e.g. pool")
+            else:
+                hint = _("twostage is on: give the first stage's arguments")
+            entry = self._required(section, entries, "firststage", hint)
             if entry:
                 firststage = entry.value
                 check = parse_words if task_type == SIMPLE else check_subdirectory

@@ -8,8 +8,12 @@ from mirror.i18n import _
 
 _UNIT_SECONDS = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 _DURATION = re.compile(r"(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?")
-ALLOWED = ("use seconds or d/h/m/s parts in that order, e.g. 1200, 90m, 12h, 12h4m, 1d12h, 30s; "
-           "0 means off")
+
+
+def allowed() -> str:
+    """What a duration may be, in the user's language (for messages)."""
+    return _("use seconds or d/h/m/s parts in that order, e.g. 1200, 90m, 12h, 12h4m, 1d12h, "
+             "30s; 0 means off")
 
 
 def parse_duration(text: str) -> int:
@@ -31,7 +35,8 @@ def parse_duration(text: str) -> int:
             for part, unit in zip(match.groups(), "dhms")
             if part is not None
         )
-    raise ValueError(_("'{text}' is not a duration ({allowed})").format(text=text, allowed=ALLOWED))
+    raise ValueError(_("'{text}' is not a duration ({allowed})").format(text=text,
+                                                                         allowed=allowed()))
 
 
 def format_duration(seconds: int) -> str:

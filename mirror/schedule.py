@@ -38,12 +38,6 @@ MACROS = {
     "@midnight": "0 0 * * *",
     "@hourly": "0 * * * *",
 }
-FIELD_HELP = (
-    "five fields: minute 0-59, hour 0-23, day-of-month 1-31 or L, month 1-12 or jan-dec, "
-    "day-of-week 0-7 or sun-sat (with 5#2 or L5 for the 2nd or last Friday); "
-    "each * or a value, range a-b, step */n or a-b/n, or a comma list; "
-    "or one of " + ", ".join(MACROS)
-)
 # Larger than any real-world UTC offset change (DST is 1h, Lord Howe 30m,
 # historical double summer time 2h).
 MAX_SHIFT = 3 * 3600
@@ -52,6 +46,14 @@ LAST = -1  # "L" as an occurrence of a weekday in its month
 _MINUTE = timedelta(minutes=1)
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _DAYS_IN_MONTH = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def field_help() -> str:
+    """What a ``time`` value may be, in the user's language (for messages)."""
+    return _("five fields: minute 0-59, hour 0-23, day-of-month 1-31 or L, month 1-12 or jan-dec, "
+             "day-of-week 0-7 or sun-sat (with 5#2 or L5 for the 2nd or last Friday); "
+             "each * or a value, range a-b, step */n or a-b/n, or a comma list; "
+             "or one of {macros}").format(macros=", ".join(MACROS))
 
 
 def _days_in_month(year: int, month: int) -> int:
@@ -136,31 +138,31 @@ class CronSchedule:
         fields = MACROS.get(written.lower(), written).split()
         if written.startswith("@") and written.lower() not in MACROS:
             raise ValueError(_("unknown macro '{text}' ({allowed})").format(
-                text=written, allowed=FIELD_HELP))
+                text=written, allowed=field_help()))
         if len(fields) != 5:
             raise ValueError(_("'{text}' has {count} fields, not 5 ({allowed})").format(
-                text=written, count=len(fields), allowed=FIELD_HELP))
+                text=written, count=len(fields), allowed=field_help()))
         if "w" in fields[2].lower():
             raise ValueError(_("'{text}': W (nearest weekday) is not supported ({allowed})").format(
-                text=written, allowed=FIELD_HELP))
+                text=written, allowed=field_help()))
         if fields[0] == "*" and fields[1] != "*":
             fields[0] = "0"
         try:
             croniter(" ".join(fields))  # the accepted syntax is croniter's
         except Exception as error:  # croniter raises assorted types on bad input
             raise ValueError(_("'{text}' is not a cron expression: {reason} ({allowed})").format(
-                text=written, reason=error, allowed=FIELD_HELP)) from None
+                text=written, reason=error, allowed=field_help())) from None
         try:
             schedule = cls._from_fields(written, [field.lower() for field in fields])
         except ValueError as error:
             raise ValueError(_("'{text}' is not a cron expression: cannot read '{part}' "
                                "({allowed})").format(text=written, part=error,
-                                                     allowed=FIELD_HELP)) from None
+                                                     allowed=field_help())) from None
         try:
             schedule.next_wall_match(datetime(2001, 1, 1))
         except LookupError:
             raise ValueError(_("'{text}' never matches a date ({allowed})").format(
-                text=written, allowed=FIELD_HELP)) from None
+                text=written, allowed=field_help())) from None
         return schedule
 
     @classmethod

@@ -1,8 +1,26 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Plain-text tables for the terminal: left-aligned columns, optionally one coloured column."""
+"""Plain-text tables for the terminal: left-aligned columns, optionally one coloured column.
+
+Columns are aligned by the width a terminal gives each character, so that
+translated headers (Chinese characters take two columns) line up too.
+"""
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Mapping, Sequence
+
+
+def display_width(text: str) -> int:
+    """The number of terminal columns *text* takes: wide and full-width characters take two,
+    combining marks none."""
+    if text.isascii():
+        return len(text)
+    width = 0
+    for char in text:
+        if unicodedata.combining(char):
+            continue
+        width += 2 if unicodedata.east_asian_width(char) in ("W", "F") else 1
+    return width
 
 
 def format_table(rows: Sequence[Sequence[str]], colour_column: int | None = None,
@@ -17,12 +35,12 @@ def format_table(rows: Sequence[Sequence[str]], colour_column: int | None = None
     Returns:
         The lines joined with newlines, without trailing spaces.
     """
-    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    widths = [max(display_width(row[column]) for row in rows) for column in range(len(rows[0]))]
     lines = []
     for number, row in enumerate(rows):
         cells = []
         for column, (cell, width) in enumerate(zip(row, widths)):
-            padded = cell.ljust(width)
+            padded = cell + " " * (width - display_width(cell))
             code = colours.get(cell) if colours and number and column == colour_column else None
             cells.append(f"\033[{code}m{padded}\033[0m" if code else padded)
         lines.append("  ".join(cells).rstrip())

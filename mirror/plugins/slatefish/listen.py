@@ -12,9 +12,12 @@ from mirror.i18n import _
 
 # A host name as RFC 1123 allows it: dot-separated labels of letters, digits and inner hyphens.
 _HOST_NAME = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)(\.(?!-)[A-Za-z0-9-]{1,63}(?<!-))*")
-_EXAMPLE = "127.0.0.1:8000, 0.0.0.0:8000 or [::1]:8000"
 
 Address = tuple[str, int]
+
+
+def _examples() -> str:
+    return _("127.0.0.1:8000, 0.0.0.0:8000 or [::1]:8000")
 
 
 def parse_listen(text: str) -> Address:
@@ -29,7 +32,7 @@ def parse_listen(text: str) -> Address:
     """
     value = text.strip()
     problem = ValueError(_("'{text}' is not HOST:PORT (use e.g. {example})")
-                         .format(text=text, example=_EXAMPLE))
+                         .format(text=text, example=_examples()))
     if value.startswith("["):
         host, bracket, rest = value[1:].partition("]")
         if not bracket or not rest.startswith(":"):
@@ -50,7 +53,7 @@ def parse_listen(text: str) -> Address:
         if not _HOST_NAME.fullmatch(host):
             raise ValueError(_("'{host}' in '{text}' is not an IP address or host name "
                                "(use e.g. {example})").format(host=host, text=text,
-                                                             example=_EXAMPLE))
+                                                             example=_examples()))
     if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
         raise ValueError(_("'{port}' in '{text}' is not a port number (1–65535)")
                          .format(port=port_text, text=text))
