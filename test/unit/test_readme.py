@@ -36,3 +36,25 @@ def test_bundled_configs_check_clean(config):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stdout
     assert "0 errors, 0 warnings" in result.stdout
+
+
+def test_the_example_configs_show_every_key():
+    """config/mirror.ini sets (or shows, commented out) every key mirror reads, and
+    config/plugin.ini every setting of every built-in plugin."""
+    from mirror.config import GENERAL_KEYS, TASK_KEYS
+    from mirror.pluginsettings import discover
+
+    def keys(path: Path) -> set[str]:
+        found = set()
+        for line in path.read_text().splitlines():
+            match = re.match(r"\s*;?\s*([a-z_]+(?:\[\])?)\s*=", line)
+            if match:
+                found.add(match.group(1))
+        return found
+
+    assert set(GENERAL_KEYS) | set(TASK_KEYS) <= keys(ROOT / "config" / "mirror.ini")
+    plugin_keys = keys(ROOT / "config" / "plugin.ini")
+    for entry in discover():
+        if entry.value.startswith("mirror.plugins."):
+            for setting in entry.load().SETTINGS:
+                assert setting.key in plugin_keys, (entry.name, setting.key)
