@@ -222,7 +222,7 @@ class MirrorDaemon:
         """Act on a signal the loop has drained from the wakeup pipe."""
         if signum == signal.SIGCHLD:
             self.handle_sigchld()
-        elif signum == signal.SIGHUP:
+        elif signum == signal.SIGHUP and not self.stopping:
             self.reload()
         elif signum in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
             self.stop(signal.Signals(signum).name)

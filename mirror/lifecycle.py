@@ -68,7 +68,11 @@ class DaemonOptions:
 
 
 def default_statefile() -> str:
-    """/var/lib/mirror/state.json for root, else $XDG_STATE_HOME/mirror/state.json."""
+    """state.json in systemd's $STATE_DIRECTORY (a unit's StateDirectory=); else
+    /var/lib/mirror/state.json for root, $XDG_STATE_HOME/mirror/state.json for others."""
+    given = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if given:
+        return os.path.join(given, "state.json")
     if os.geteuid() == 0:
         return SYSTEM_STATEFILE
     base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local",

@@ -19,16 +19,18 @@ class SystemdNotifier:
     """Sends state changes to systemd; every method is a no-op without ``$NOTIFY_SOCKET``."""
 
     def __init__(self, address: str | None = None) -> None:
-        """*address* defaults to ``$NOTIFY_SOCKET`` as it is when the daemon starts."""
-        self.address = address if address is not None else os.environ.get("NOTIFY_SOCKET")
+        """*address* defaults to ``$NOTIFY_SOCKET``, which is then taken out of the
+        environment so that the syncs' processes do not inherit it."""
+        self.address = address if address is not None else os.environ.pop("NOTIFY_SOCKET",
+                                                                          None)
         self._last_status: str | None = None
 
     def send(self, *fields: str) -> bool:
         """Send ``KEY=VALUE`` lines as one message.
 
         Returns:
-            True if it was sent; a failure is logged once per message and never raised,
-            since systemd not hearing must not stop the syncs.
+            True if it was sent; a failure is logged and never raised, since systemd not
+            hearing must not stop the syncs.
         """
         if not self.address:
             return False

@@ -31,7 +31,7 @@ class NotifySocket:
             while True:
                 data = self.sock.recv(4096).decode()
                 self.messages.append(dict(line.split("=", 1) for line in data.splitlines()))
-        except TimeoutError:
+        except (TimeoutError, socket.timeout):  # the same since Python 3.10
             return self.messages
 
     def wait(self, key: str, value: str | None = None, after: int = 0) -> dict[str, str]:

@@ -53,6 +53,28 @@ def test_bash_completes_task_names_from_the_config(tmp_path):
         "debian", "debian-security", "ubuntu"]
 
 
+def test_bash_reads_the_config_path_as_typed(tmp_path, monkeypatch):
+    """The words arrive as typed: ~ unexpanded, quotes and escapes kept, --config=DIR split."""
+    home = tmp_path / "home"
+    (home / "with space").mkdir(parents=True)
+    (home / "with space" / "mirror.ini").write_text("[general]\n[debian]\n[ubuntu]\n")
+    monkeypatch.setenv("HOME", str(home))
+
+    def typed(*words: str) -> list[str]:
+        array = " ".join(shlex.quote(word) for word in ("mirrord", *words))
+        script = (f"source {BASH}; COMP_WORDS=({array}); COMP_CWORD={len(words)}; _mirrord; "
+                  "printf '%s\\n' \"${COMPREPLY[@]}\"")
+        result = subprocess.run(["bash", "-c", script], capture_output=True, text=True,
+                                check=True)
+        return [line for line in result.stdout.splitlines() if line]
+
+    assert typed("-c", "~/with\\ space", "--run", "deb") == ["debian"]
+    assert typed("-c", "'~/with space'".replace("~", str(home)), "--run", "") == [
+        "debian", "ubuntu"]
+    assert typed("--config", "=", '"~/with space/mirror.ini"'.replace("~", str(home)),
+                 "--cancel", "u") == ["ubuntu"]
+
+
 def test_bash_completes_config_paths(tmp_path):
     (tmp_path / "mirror.ini").write_text("")
     (tmp_path / "conf.d").mkdir()
