@@ -211,9 +211,14 @@ def run_daemon(location: ConfigLocation, config: MirrorConfig, options: DaemonOp
             log.warning("%s", issue)
         logfile = None if handler is None else options.logfile or DEFAULT_LOGFILE
         if user is not None or gid is not None:
-            _drop_privileges(user, gid, [path for path in (
-                pidfile, paths.socket, paths.statefile, os.path.dirname(paths.statefile),
-                config.general.logdir, logfile) if path])
+            try:
+                _drop_privileges(user, gid, [path for path in (
+                    pidfile, paths.socket, paths.statefile, os.path.dirname(paths.statefile),
+                    config.general.logdir, logfile) if path])
+            except OSError as problem:  # e.g. no CAP_SETUID/CAP_CHOWN in a hardened unit
+                raise StartupError(_("cannot switch to the user and group of -u and -g: "
+                                     "{reason} (mirrord needs root's capabilities for that)")
+                                   .format(reason=problem.strerror or problem)) from None
             _check_access(paths, config.general.logdir)
         if options.foreground:
             os.umask(0o022)

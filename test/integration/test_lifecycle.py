@@ -97,6 +97,22 @@ def test_switching_to_a_user_who_cannot_write_is_refused(tmp_path):
     assert "is not writable" in result.stderr
 
 
+def test_switching_users_without_the_capabilities_is_a_clear_error(tmp_path):
+    """As under a hardened systemd unit (CapabilityBoundingSet=): no traceback."""
+    setpriv = shutil.which("setpriv")
+    if os.geteuid() != 0 or setpriv is None:
+        pytest.skip("needs root and setpriv (util-linux)")
+    (tmp_path / "mirror.ini").write_text(general().replace("@DIR@", str(tmp_path)))
+    (tmp_path / "plugin.ini").write_text("[slatefish]\nenabled = 0\n")
+    result = subprocess.run(
+        [setpriv, "--inh-caps=-all", "--bounding-set=-setuid,-setgid,-chown,-fowner",
+         *mirrord_command(tmp_path, "-D", "-l", str(tmp_path / "log"), "-u", "nobody")],
+        capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert "mirrord: cannot switch to the user and group of -u and -g:" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_log_reopens_after_logrotate_and_truncates_unless_r(tmp_path):
     config = general().replace("@DIR@", str(tmp_path)) + QUICK.replace("@DIR@", str(tmp_path))
     (tmp_path / "mirror.ini").write_text(config)
