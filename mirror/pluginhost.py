@@ -145,8 +145,7 @@ class PluginHost:
         self.plugins: dict[str, PluginBase] = {}
         self._loop = loop
         self._probe = probe
-        self._workers: dict[str, PluginWorker] = {}
-        self._disablers: dict[str, Callable[[], object]] = {}
+        self._disablers: dict[str, Callable[[], object]] = {}  # by plugin name
         self.general = GeneralSettings()  # the current [general], for HostAPI
 
     def reconfigure(self, general: GeneralSettings) -> None:
@@ -199,7 +198,6 @@ class PluginHost:
             component.unbind()
         self.plugins[name] = plugin
         self._disablers[name] = instance.disable
-        self._workers[name] = worker
         self.bus.add(worker)
         log.info("plugin %s enabled", name)
 
@@ -210,7 +208,6 @@ class PluginHost:
     def stop(self, seconds: float, wait: Callable[[float], object]) -> None:
         """Deliver what is queued, then call each plugin's disable() on its thread, all within
         *seconds* (see :meth:`EventBus.stop` for *wait*)."""
-        for name, worker in self._workers.items():
-            worker.call(self._disablers[name])
+        for worker in self.bus.workers:
+            worker.call(self._disablers[worker.plugin_name])
         self.bus.stop(seconds, wait)
-        self._workers.clear()

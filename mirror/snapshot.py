@@ -13,8 +13,11 @@ from datetime import tzinfo
 from mirror.runs import Run
 from mirror.scheduler import Scheduler
 from mirror.state import TaskState
-from mirror.status import DISABLED, IDLE, RUNNING
 from mirror.taskqueue import RUN
+
+IDLE = "idle"
+RUNNING = "running"
+DISABLED = "disabled"
 
 
 @dataclass(frozen=True)
@@ -78,29 +81,37 @@ class Snapshot:
         return next((task for task in self.tasks if task.name == name), None)
 
 
+def task_view(name: str, core: Scheduler, runs: Mapping[str, Run],
+              states: Mapping[str, TaskState]) -> TaskView:
+    """Task *name* (configured, or removed by a reload but still running) as of now.
+
+    Raises:
+        KeyError: no such task.
+    """
+    spec = core.tasks.get(name) or core.retired[name]
+    run = runs.get(name)
+    state = states.get(name) or TaskState()
+    next_run = core.queue.get(RUN, name)
+    condition = RUNNING if run else (IDLE if spec.enabled else DISABLED)
+    return TaskView(
+        name=name, type=spec.type, enabled=spec.enabled, state=condition,
+        upstreams=tuple(spec.upstreams), upstream=run.upstream if run else state.upstream,
+        localdir=spec.localdir, schedule=spec.time,
+        pid=run.pid if run else None, stage=run.stage if run else None,
+        stages=run.stages if run else None, started=run.started if run else None,
+        log_path=run.log_path if run else None, last_start=state.last_start,
+        last_end=state.last_end, last_success=state.last_success, duration=state.duration,
+        result=state.result, exit_code=state.exit_code, signal=state.signal,
+        consecutive_failures=state.consecutive_failures,
+        failures_total=state.failures_total, size=state.size,
+        next_run=next_run.due if next_run else None)
+
+
 def take_snapshot(core: Scheduler, runs: Mapping[str, Run], states: Mapping[str, TaskState],
                   zone: tzinfo, now: float) -> Snapshot:
     """Copy what plugins may see. Loop thread only."""
-    names = sorted({*core.tasks, *core.retired})
-    tasks = []
-    for name in names:
-        spec = core.tasks.get(name) or core.retired[name]
-        run = runs.get(name)
-        state = states.get(name) or TaskState()
-        next_run = core.queue.get(RUN, name)
-        condition = RUNNING if run else (IDLE if spec.enabled else DISABLED)
-        tasks.append(TaskView(
-            name=name, type=spec.type, enabled=spec.enabled, state=condition,
-            upstreams=tuple(spec.upstreams), upstream=run.upstream if run else state.upstream,
-            localdir=spec.localdir, schedule=spec.time,
-            pid=run.pid if run else None, stage=run.stage if run else None,
-            stages=run.stages if run else None, started=run.started if run else None,
-            log_path=run.log_path if run else None, last_start=state.last_start,
-            last_end=state.last_end, last_success=state.last_success, duration=state.duration,
-            result=state.result, exit_code=state.exit_code, signal=state.signal,
-            consecutive_failures=state.consecutive_failures,
-            failures_total=state.failures_total, size=state.size,
-            next_run=next_run.due if next_run else None))
+    tasks = tuple(task_view(name, core, runs, states)
+                  for name in sorted({*core.tasks, *core.retired}))
     queue = tuple(QueueView(entry.name, entry.kind, entry.due, entry.priority)
                   for entry in core.queue.entries())
-    return Snapshot(now, zone, tuple(tasks), queue, core.general.logdir, core.general.emails)
+    return Snapshot(now, zone, tasks, queue, core.general.logdir, core.general.emails)

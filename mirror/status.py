@@ -8,12 +8,8 @@ from datetime import tzinfo
 from mirror.localzone import iso
 from mirror.runs import Run
 from mirror.scheduler import Scheduler
+from mirror.snapshot import task_view
 from mirror.state import TaskState
-from mirror.taskqueue import RUN
-
-IDLE = "idle"
-RUNNING = "running"
-DISABLED = "disabled"
 
 
 def queue_snapshot(core: Scheduler, zone: tzinfo) -> list[dict[str, object]]:
@@ -32,32 +28,23 @@ def queue_snapshot(core: Scheduler, zone: tzinfo) -> list[dict[str, object]]:
 def task_status(name: str, core: Scheduler, runs: Mapping[str, Run],
                 states: Mapping[str, TaskState], zone: tzinfo) -> dict[str, object]:
     """One task's status: state, pid, stage, started, last result, next run, upstream."""
-    task = core.tasks.get(name) or core.retired.get(name)
-    run = runs.get(name)
-    state = states.get(name, TaskState())
-    next_run = core.queue.get(RUN, name)
-    if run is not None:
-        condition = RUNNING
-    elif task is not None and not task.enabled:
-        condition = DISABLED
-    else:
-        condition = IDLE
+    task = task_view(name, core, runs, states)
     return {
-        "state": condition,
-        "pid": run.pid if run else None,
-        "stage": run.stage if run else None,
-        "stages": run.stages if run else None,
-        "started": iso(run.started, zone) if run else None,
-        "upstream": run.upstream if run else state.upstream,
-        "last_start": iso(state.last_start, zone),
-        "last_end": iso(state.last_end, zone),
-        "duration": state.duration,
-        "last_result": state.result,
-        "exit_code": state.exit_code,
-        "signal": state.signal,
-        "last_success": iso(state.last_success, zone),
-        "consecutive_failures": state.consecutive_failures,
-        "next_run": iso(next_run.due, zone) if next_run else None,
+        "state": task.state,
+        "pid": task.pid,
+        "stage": task.stage,
+        "stages": task.stages,
+        "started": iso(task.started, zone),
+        "upstream": task.upstream,
+        "last_start": iso(task.last_start, zone),
+        "last_end": iso(task.last_end, zone),
+        "duration": task.duration,
+        "last_result": task.result,
+        "exit_code": task.exit_code,
+        "signal": task.signal,
+        "last_success": iso(task.last_success, zone),
+        "consecutive_failures": task.consecutive_failures,
+        "next_run": iso(task.next_run, zone),
     }
 
 

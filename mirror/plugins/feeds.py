@@ -9,10 +9,9 @@ from __future__ import annotations
 
 from datetime import datetime, tzinfo
 
-from mirror.snapshot import Snapshot, TaskView
+from mirror.snapshot import DISABLED, RUNNING, Snapshot, TaskView
 from mirror.state import CANCELLED, FAILED, KILLED, SUCCESS, TIMEOUT
 from mirror.state import exit_status as state_exit_status
-from mirror.status import DISABLED, RUNNING
 from mirror.task import RSYNC
 
 # rsync(1), EXIT VALUES.

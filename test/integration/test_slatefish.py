@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from test.integration.conftest import Mirrord, free_port, general, wait_for
 from test.integration.test_daemon import rsync_task
+from test.rawhttp import raw_request
 
 CHROMIUM = "/usr/bin/chromium"
 SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "status-page.png"
@@ -45,16 +46,6 @@ def fetch(url: str, method: str = "GET") -> tuple[int, dict[str, str], bytes]:
             return response.status, dict(response.headers), response.read()
     except urllib.error.HTTPError as error:
         return error.code, dict(error.headers), error.read()
-
-
-def raw_request(port: int, data: bytes) -> bytes:
-    """Send *data* as is and read the whole answer."""
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
-        conn.sendall(data)
-        answer = b""
-        while chunk := conn.recv(65536):
-            answer += chunk
-    return answer
 
 
 def seeded_state(now: float) -> dict:

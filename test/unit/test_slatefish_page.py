@@ -25,6 +25,7 @@ from mirror.plugins.slatefish.page import relative, render_page
 from mirror.plugins.slatefish.server import HttpServer, ListenError, Response
 from mirror.policy import Conditions
 from mirror.snapshot import QueueView, Snapshot, TaskView
+from test.rawhttp import raw_request
 
 NOW = 1_700_000_000.0
 
@@ -276,15 +277,6 @@ def served():
     server.stop()
 
 
-def ask(port: int, data: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
-        conn.sendall(data)
-        answer = b""
-        while chunk := conn.recv(65536):
-            answer += chunk
-    return answer
-
-
 def voluntary_switches(thread: threading.Thread) -> int:
     status = Path(f"/proc/self/task/{thread.native_id}/status").read_text()
     line = next(line for line in status.splitlines() if line.startswith("voluntary_ctxt"))
@@ -293,13 +285,13 @@ def voluntary_switches(thread: threading.Thread) -> int:
 
 def test_server_answers_and_closes(served):
     port = served[0].bound[1]
-    answer = ask(port, b"GET /x?y=1 HTTP/1.1\r\nHost: here\r\n\r\n")
+    answer = raw_request(port, b"GET /x?y=1 HTTP/1.1\r\nHost: here\r\n\r\n")
     head, body = answer.split(b"\r\n\r\n", 1)
     assert head.startswith(b"HTTP/1.1 200 OK\r\n") and b"Connection: close" in head
     assert b"Content-Length: 6" in head and body == b"GET /x"
-    assert ask(port, b"HEAD / HTTP/1.0\r\n\r\n").endswith(b"\r\n\r\n")
-    assert ask(port, b"GET /\r\n\r\n").startswith(b"HTTP/1.1 400 Bad Request")
-    assert ask(port, b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 5000).startswith(b"HTTP/1.1 200")
+    assert raw_request(port, b"HEAD / HTTP/1.0\r\n\r\n").endswith(b"\r\n\r\n")
+    assert raw_request(port, b"GET /\r\n\r\n").startswith(b"HTTP/1.1 400 Bad Request")
+    assert raw_request(port, b"GET / HTTP/1.1\r\n" + b"X: y\r\n" * 5000).startswith(b"HTTP/1.1 200")
 
 
 def test_server_sleeps_while_idle(served):
@@ -318,10 +310,10 @@ def test_slow_requests_and_stalled_clients_do_not_block_others(served):
     with socket.create_connection(("127.0.0.1", port), timeout=5) as stalled:
         stalled.sendall(b"GET / HT")
         slow = threading.Thread(target=lambda: answers.append(
-            ask(port, b"GET /slow HTTP/1.0\r\n\r\n")))
+            raw_request(port, b"GET /slow HTTP/1.0\r\n\r\n")))
         slow.start()
         started = time.monotonic()
-        assert ask(port, b"GET /quick HTTP/1.0\r\n\r\n").endswith(b"GET /quick")
+        assert raw_request(port, b"GET /quick HTTP/1.0\r\n\r\n").endswith(b"GET /quick")
         assert time.monotonic() - started < 1
         release.set()
         slow.join(5)
@@ -389,7 +381,7 @@ def test_too_many_clients_get_503_not_a_thread_each():
                 assert refused.recv(65536).startswith(b"HTTP/1.1 503 Service Unavailable")
         wait_for_answer = time.monotonic() + 5
         while time.monotonic() < wait_for_answer:  # the stalled one is gone once it hung up
-            answer = ask(port, b"GET / HTTP/1.0\r\n\r\n")
+            answer = raw_request(port, b"GET / HTTP/1.0\r\n\r\n")
             if answer.startswith(b"HTTP/1.1 200"):
                 break
             time.sleep(0.05)

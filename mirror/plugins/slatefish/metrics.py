@@ -15,8 +15,7 @@ from prometheus_client.registry import CollectorRegistry
 
 from mirror.plugins.feeds import exit_status
 from mirror.policy import Conditions
-from mirror.snapshot import Snapshot
-from mirror.status import RUNNING
+from mirror.snapshot import RUNNING, Snapshot
 from mirror.taskqueue import KINDS
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST

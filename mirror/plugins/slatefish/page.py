@@ -14,9 +14,8 @@ from datetime import datetime, tzinfo
 from html import escape
 
 from mirror.plugins.feeds import human_size, jobs_status, result_message
-from mirror.snapshot import Snapshot, TaskView
+from mirror.snapshot import RUNNING, Snapshot, TaskView
 from mirror.state import FAILED, TIMEOUT
-from mirror.status import RUNNING
 
 REFRESH_SECONDS = 60
 ABSOLUTE_FORMAT = "%Y-%m-%d %H:%M %Z"
