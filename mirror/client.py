@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import select
@@ -13,7 +14,7 @@ import time
 from mirror.control import DaemonUnavailable, request
 from mirror.i18n import _
 from mirror.locations import locate_config, pidfile_path, socket_path
-from mirror.pidfile import locked_pid
+from mirror.pidfile import ForgedPidFile, locked_pid
 from mirror.tables import format_table
 
 EXIT_OK = 0
@@ -74,15 +75,20 @@ def _wait_for_exit(pid: int, pidfile: str, seconds: float) -> bool:
         finally:
             os.close(handle)
     while time.monotonic() < deadline:  # no pidfd: a client may poll
-        if locked_pid(pidfile) is None:
-            return True
+        with contextlib.suppress(ForgedPidFile):
+            if locked_pid(pidfile) is None:
+                return True
         time.sleep(0.1)
     return False
 
 
 def send_signal(action: str, pidfile: str) -> int:
     """``-s stop`` (TERM, then wait for the exit) or ``-s reload`` (HUP)."""
-    pid = locked_pid(pidfile)
+    try:
+        pid = locked_pid(pidfile)
+    except ForgedPidFile as problem:
+        print(f"mirrord: {problem}", file=sys.stderr)
+        return EXIT_FAILED
     if pid is None:
         print(_("mirrord: no mirrord is running (pidfile {path} is not locked)").format(
             path=pidfile), file=sys.stderr)

@@ -17,10 +17,11 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import tzinfo
+from importlib import metadata
 
 from mirror.commandline import stage_argvs
 from mirror.config import MirrorConfig, load_config
-from mirror.control import Connection, ControlServer, error
+from mirror.control import Connection, ControlServer, error, validate_request
 from mirror.events import (
     MirrorEvent,
     MirrorStartEvent,
@@ -75,6 +76,11 @@ log = logging.getLogger(__name__)
 CLOCK_JUMP_TOLERANCE = 2.0  # seconds of disagreement between wall and monotonic time
 MAX_SELECT_SECONDS = 86400.0  # without timerfd: epoll cannot wait much longer than 24 days
 PLUGIN_STOP_SECONDS = 10.0  # how long plugins get to handle their last events on stop
+# State changes are written at most this often (and at stop): a kill -9 loses at most this
+# much, and a busy site pays one write per interval instead of one per run end.
+STATE_FLUSH_SECONDS = 0.5
+STATE_RETRY_SECONDS = 5  # after a failed write (a full disk)
+STATE_ERROR_LOG_SECONDS = 60.0
 
 
 @dataclass
@@ -100,7 +106,7 @@ class MirrorDaemon:
         self.probe = probe or SystemProbe()
         self.wall = wall
         self.monotonic = monotonic
-        self.core = Scheduler(config.tasks, config.general, zone, wall())
+        self.core = Scheduler(config.tasks, config.general, zone, wall(), os.path.realpath)
         self.store = StateStore(paths.statefile)
         self.states: dict[str, TaskState] = self.store.load()
         self.runs: dict[str, Run] = {}
@@ -108,13 +114,16 @@ class MirrorDaemon:
         self.kill_deadlines: dict[int, float] = {}  # process group → monotonic deadline
         self.stopping = False
         self.stop_reason = ""
-        self.control = ControlServer(paths.socket, self.handle_request)
+        self.control = ControlServer(paths.socket, self.handle_request, monotonic=monotonic)
         # Made after detaching (it closes every descriptor but those it is told to keep).
         self.calls: LoopCalls | None = None
         self.plugins = PluginHost(self._call_in_loop, self.probe,
                                   os.path.dirname(os.path.abspath(paths.statefile)))
         self.system_entries: dict[str, tuple[CronSchedule, int]] = {}
         self.systemd = SystemdNotifier()
+        self._state_flush_at: float | None = None  # monotonic; None when nothing is unsaved
+        self._state_written_at = -STATE_FLUSH_SECONDS  # monotonic
+        self._state_error_logged = -STATE_ERROR_LOG_SECONDS  # monotonic time of the last
         # Created in serve(), after detaching closed every other descriptor.
         self.selector: selectors.BaseSelector
         self.timer: WallTimer
@@ -145,6 +154,8 @@ class MirrorDaemon:
         while True:
             self._notice_clock_jump()
             self._kill_overdue_groups()
+            self._flush_state_when_due()
+            self.control.expire(self.monotonic())
             if not self.stopping:
                 self._scheduling_pass()
             if self.stopping and not self.runs and not self.kill_deadlines:
@@ -157,10 +168,11 @@ class MirrorDaemon:
                     self._isolated(key.data, mask)
         self._shut_down()
 
-    def load_plugins(self) -> None:
-        """Load and enable the plugins. After detaching: their threads would not survive it."""
+    def load_plugins(self, entries: Iterable[metadata.EntryPoint] | None = None) -> None:
+        """Load and enable the plugins (*entries*: the ones found before detaching; found
+        now by default). After detaching: their threads would not survive it."""
         self.calls = self.calls or LoopCalls()
-        self.plugins.load(self.config.plugins, self.config.general)
+        self.plugins.load(self.config.plugins, self.config.general, entries)
 
     def _serve_calls_for(self, seconds: float) -> None:
         """While plugins finish at stop: answer their calls for up to *seconds*, or until a
@@ -194,6 +206,11 @@ class MirrorDaemon:
         limits = []
         if self.kill_deadlines:
             limits.append(min(self.kill_deadlines.values()) - self.monotonic())
+        if self._state_flush_at is not None:
+            limits.append(self._state_flush_at - self.monotonic())
+        control_deadline = self.control.next_deadline()
+        if control_deadline is not None:
+            limits.append(control_deadline - self.monotonic())
         if not self.stopping:
             head = self.core.queue.peek()
             if self.timer.fd is not None:
@@ -284,11 +301,11 @@ class MirrorDaemon:
 
     def plugin_request(self, message: dict) -> dict:
         """A control request from a plugin; ``wait`` is not offered (loop thread)."""
+        problem = validate_request(message)
+        if problem is not None:
+            return error(problem)
         if message.get("wait"):
             return error(_("plugins cannot wait for a run; handle RunFinishedEvent instead"))
-        if message.get("command") not in ("queue", "status", "run", "cancel"):
-            return error(_("unknown command {command!r}").format(command=message.get("command")),
-                         known=["queue", "status", "run", "cancel"])
         return self.handle_request(message, None) or {"ok": True}
 
     def _start(self, name: str, kind: str) -> Run:
@@ -415,11 +432,33 @@ class MirrorDaemon:
         self.systemd.status(self._status_line())
 
     def save_state(self) -> None:
-        """Write the state file; a failure is logged, and retried at the next change."""
+        """Note that the state changed (O(1)). The loop writes it before it next sleeps, or,
+        when it wrote less than STATE_FLUSH_SECONDS ago, once that interval has passed."""
+        if self._state_flush_at is None:
+            self._state_flush_at = max(self.monotonic(),
+                                       self._state_written_at + STATE_FLUSH_SECONDS)
+
+    def _flush_state_when_due(self) -> None:
+        if self._state_flush_at is not None and self._state_flush_at <= self.monotonic():
+            self.flush_state()
+
+    def flush_state(self) -> None:
+        """Write the state file now; a failure is logged, and retried after the interval."""
+        now = self.monotonic()
         try:
             self.store.save(self.states)
         except OSError as problem:
-            log.error("cannot write the state file %s: %s", self.paths.statefile, problem)
+            if now - self._state_error_logged >= STATE_ERROR_LOG_SECONDS:
+                log.error("cannot write the state file %s: %s (retrying every %d s)",
+                          self.paths.statefile, problem, STATE_RETRY_SECONDS)
+                self._state_error_logged = now
+            self._state_flush_at = now + STATE_RETRY_SECONDS
+            return
+        self._state_written_at = now
+        if self._state_error_logged > -STATE_ERROR_LOG_SECONDS:
+            log.info("the state file %s is written again", self.paths.statefile)
+            self._state_error_logged = -STATE_ERROR_LOG_SECONDS
+        self._state_flush_at = None
 
     # --- ending runs --------------------------------------------------------------------
 
@@ -460,9 +499,11 @@ class MirrorDaemon:
             self._terminate(name, KILLED)
 
     def _shut_down(self) -> None:
-        self.save_state()
+        self.flush_state()
         self.emit(StopEvent(self.stop_reason))
         self.plugins.stop(PLUGIN_STOP_SECONDS, self._serve_calls_for)
+        if self._state_flush_at is not None:  # sizes plugins reported while they stopped
+            self.flush_state()
         self.calls.close()  # type: ignore[union-attr]
         self.control.close(flush_seconds=2.0)
         self.timer.close()

@@ -9,44 +9,43 @@ from __future__ import annotations
 import contextlib
 import cProfile
 import grp
+import hashlib
+import importlib.util
 import logging
 import logging.handlers
 import os
 import pwd
+import re
+import shlex
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
+from importlib import metadata
 
 from mirror.config import MirrorConfig
 from mirror.daemon import DaemonPaths, MirrorDaemon
 from mirror.i18n import _
 from mirror.localzone import local_zone
-from mirror.locations import ConfigLocation, pidfile_path, socket_path
-from mirror.pidfile import PidFile
+from mirror.locations import ConfigLocation, default_config_dir, pidfile_path, socket_path
+from mirror.pidfile import AlreadyRunning, PidFile
+from mirror.pluginsettings import discover
 from mirror.process import become_subreaper
+from mirror.safeopen import UnsafePath, open_file
 from mirror.signals import SignalPipe
+from mirror.state import StateFileError
 
 log = logging.getLogger("mirror")
 
 DEFAULT_LOGFILE = "/var/log/mirrord/mirrord.log"
 PROFILE_NAME = "mirrord.profile"
 SYSTEM_STATEFILE = "/var/lib/mirror/state.json"
+STATEFILE_NAME = "state.json"
+LOCK_SUFFIX = ".lock"
+LOG_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
           "error": logging.ERROR, "critical": logging.CRITICAL}
 MAX_SOCKET_PATH = 107
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-
-class ReopeningFileHandler(logging.handlers.WatchedFileHandler):
-    """WatchedFileHandler that keeps logging to the open file when the path cannot be checked.
-
-    The standard one raises from emit() when stat() on the path fails with
-    anything but "not found" (a directory made unreadable, say), which would
-    end the daemon over a log line.
-    """
-
-    def reopenIfNeeded(self) -> None:
-        with contextlib.suppress(OSError):
-            super().reopenIfNeeded()
 
 
 class StartupError(Exception):
@@ -67,28 +66,66 @@ class DaemonOptions:
     profile: bool = False
 
 
-def default_statefile() -> str:
-    """state.json in systemd's $STATE_DIRECTORY (a unit's StateDirectory=); else
-    /var/lib/mirror/state.json for root, $XDG_STATE_HOME/mirror/state.json for others."""
+def default_statefile(location: ConfigLocation | None = None) -> str:
+    """Where the state goes when ``statefile`` is not set: one file per config directory.
+
+    The directory: systemd's $STATE_DIRECTORY (a unit's StateDirectory=); else
+    /var/lib/mirror for root, $XDG_STATE_HOME/mirror for others. The file:
+    ``state.json`` for the default config directory (/etc/mirror, or the user's
+    ~/.config/mirror), ``state-NAME-HASH.json`` for any other -c directory, so that
+    two daemons with different configs never share one history.
+    """
     given = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
     if given:
-        return os.path.join(given, "state.json")
-    if os.geteuid() == 0:
-        return SYSTEM_STATEFILE
-    base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"), ".local",
-                                                            "state")
-    return os.path.join(base, "mirror", "state.json")
+        directory = given
+    elif os.geteuid() == 0:
+        directory = os.path.dirname(SYSTEM_STATEFILE)
+    else:
+        base = os.environ.get("XDG_STATE_HOME") or os.path.join(os.path.expanduser("~"),
+                                                                ".local", "state")
+        directory = os.path.join(base, "mirror")
+    return os.path.join(directory, statefile_name(location))
+
+
+def statefile_name(location: ConfigLocation | None) -> str:
+    """``state.json`` for the default config directory, else ``state-NAME-HASH.json``."""
+    if location is None:
+        return STATEFILE_NAME
+    config_dir = os.path.abspath(location.directory)
+    if config_dir == os.path.abspath(default_config_dir()):
+        return STATEFILE_NAME
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", os.path.basename(config_dir)).strip("._") or "root"
+    digest = hashlib.sha256(config_dir.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    return f"state-{name}-{digest}.json"
 
 
 def _ensure_directory(path: str, what: str, hint: str) -> None:
+    """Create *path* if missing (as the daemon's user), and check that it is writable."""
     try:
         os.makedirs(path, mode=0o755, exist_ok=True)
     except OSError as problem:
         raise StartupError(_("cannot create the {what} {path}: {reason} ({hint})").format(
-            what=what, path=path, reason=problem.strerror or problem, hint=hint)) from None
+            what=what, path=path, reason=problem.strerror or problem,
+            hint=_directory_hint(path, hint))) from None
     if not os.access(path, os.W_OK | os.X_OK):
-        raise StartupError(_("the {what} {path} is not writable ({hint})").format(
-            what=what, path=path, hint=hint))
+        raise StartupError(_("as uid {uid}, the {what} {path} is not writable ({hint})").format(
+            uid=os.getuid(), what=what, path=path, hint=_directory_hint(path, hint)))
+
+
+def _directory_hint(path: str, hint: str) -> str:
+    """What to run when a directory is wrong: mirrord never chowns one itself."""
+    if os.getuid() == 0:
+        return hint
+    try:
+        user = pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        user = str(os.getuid())
+    try:
+        group = grp.getgrgid(os.getgid()).gr_name
+    except KeyError:
+        group = str(os.getgid())
+    return _("as root, run: install -d -o {user} -g {group} {path}; or {hint}").format(
+        user=user, group=group, path=shlex.quote(path), hint=hint)
 
 
 def _user_and_group(options: DaemonOptions) -> tuple[pwd.struct_passwd | None, int | None]:
@@ -113,22 +150,74 @@ def _user_and_group(options: DaemonOptions) -> tuple[pwd.struct_passwd | None, i
     return user, gid
 
 
-def _setup_logging(options: DaemonOptions) -> logging.Handler | None:
+class SafeFileHandler(logging.handlers.WatchedFileHandler):
+    """The daemon's log: opened without following links, and reopened the same way when
+    logrotate moves it.
+
+    The standard WatchedFileHandler raises from emit() when stat() on the path fails with
+    anything but "not found" (a directory made unreadable, say), which would end the daemon
+    over a log line; this one keeps logging to the open file then.
+    """
+
+    def __init__(self, path: str, fd: int) -> None:
+        super().__init__(path, mode="a", encoding="utf-8", delay=True)
+        self.stream = os.fdopen(fd, "a", encoding="utf-8")
+        self._statstream()
+
+    def _open(self):  # type: ignore[no-untyped-def]
+        return os.fdopen(open_file(self.baseFilename, LOG_FLAGS), "a", encoding="utf-8")
+
+    def reopenIfNeeded(self) -> None:
+        with contextlib.suppress(OSError):
+            super().reopenIfNeeded()
+
+
+def _open_logfile(options: DaemonOptions, owner: int | None) -> tuple[str, int] | None:
+    """Open the daemon's log (as root, before any switch of users) without truncating it.
+
+    Returns:
+        (path, descriptor), or None with ``-L none``.
+
+    Raises:
+        StartupError: its directory is missing, or the path is not a safe regular file.
+    """
+    if options.level == "none":
+        return None
+    path = os.path.abspath(options.logfile or DEFAULT_LOGFILE)
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        _ensure_directory(directory, _("log directory"), _("choose another log file with -l"))
+    try:
+        fd = open_file(path, LOG_FLAGS, owners=() if owner is None else (owner,))
+    except OSError as problem:
+        reason = problem if isinstance(problem, UnsafePath) else problem.strerror or problem
+        raise StartupError(_("cannot open the log file {path}: {reason} (choose another "
+                             "with -l)").format(path=path, reason=reason)) from None
+    if owner is not None:
+        try:
+            os.fchown(fd, owner, -1)  # the descriptor, never a path: it cannot be a link
+        except OSError as problem:  # no CAP_CHOWN, as in a hardened unit
+            os.close(fd)
+            raise StartupError(_("cannot switch to the user and group of -u and -g: "
+                                 "{reason} (mirrord needs root's capabilities for that)")
+                               .format(reason=problem.strerror or problem)) from None
+    return path, fd
+
+
+def _setup_logging(options: DaemonOptions,
+                   opened: tuple[str, int] | None) -> logging.Handler | None:
+    """Log to the file opened by _open_logfile; truncated now unless -r (the pidfile is held,
+    so a second daemon never empties the first one's log)."""
     root = logging.getLogger()
     root.handlers.clear()
-    if options.level == "none":
+    if opened is None:
         logging.disable(logging.CRITICAL)
         return None
     root.setLevel(LEVELS[options.level])
-    path = options.logfile or DEFAULT_LOGFILE
-    _ensure_directory(os.path.dirname(os.path.abspath(path)), _("log directory"),
-                      _("choose another log file with -l"))
-    try:
-        handler: logging.Handler = ReopeningFileHandler(
-            path, mode="a" if options.append else "w", encoding="utf-8")
-    except OSError as problem:
-        raise StartupError(_("cannot open the log file {path}: {reason} (choose another "
-                             "with -l)").format(path=path, reason=problem.strerror)) from None
+    path, fd = opened
+    if not options.append:
+        os.ftruncate(fd, 0)
+    handler = SafeFileHandler(path, fd)
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     root.addHandler(handler)
     if options.foreground:
@@ -138,13 +227,10 @@ def _setup_logging(options: DaemonOptions) -> logging.Handler | None:
     return handler
 
 
-def _drop_privileges(user: pwd.struct_passwd | None, gid: int | None,
-                     owned: list[str]) -> None:
-    uid = user.pw_uid if user else os.getuid()
+def _drop_privileges(user: pwd.struct_passwd | None, gid: int | None) -> None:
+    """Become *user* and *gid* for good. Nothing is chowned: what the daemon needs is
+    created after this, by that user."""
     group = gid if gid is not None else os.getgid()
-    for path in owned:
-        if os.path.exists(path):
-            os.chown(path, uid, group)
     if user is not None:
         os.setgroups(os.getgrouplist(user.pw_name, group))
     else:
@@ -155,19 +241,47 @@ def _drop_privileges(user: pwd.struct_passwd | None, gid: int | None,
         os.environ.update(HOME=user.pw_dir, USER=user.pw_name, LOGNAME=user.pw_name)
 
 
-def _check_access(paths: DaemonPaths, logdir: str) -> None:
-    """After switching users: can the daemon still write what it must?"""
-    for directory, what in ((os.path.dirname(paths.statefile), _("state directory")),
-                            (logdir, _("task log directory")),
-                            (os.path.dirname(paths.pidfile), _("pidfile directory"))):
-        if not os.access(directory, os.W_OK | os.X_OK):
-            raise StartupError(_("as uid {uid}, the {what} {path} is not writable (give it to "
-                                 "that user, or choose another with -u)").format(
-                                     uid=os.getuid(), what=what, path=directory))
+def _check_interpreter() -> None:
+    """After switching users: can this user still import what mirrord imports while it runs
+    (the standard library, mirror itself, the plugins' packages)?
+
+    Raises:
+        StartupError: naming the directory that cannot be read.
+    """
+    import mirror
+
+    places = [os.path.dirname(os.__file__), os.path.dirname(os.path.abspath(mirror.__file__))]
+    places += [os.path.dirname(os.path.dirname(spec.origin)) for spec in map(
+        importlib.util.find_spec, ("smtplib", "prometheus_client")) if spec and spec.origin]
+    for place in places:
+        if not os.access(place, os.R_OK | os.X_OK):
+            raise StartupError(_(
+                "as uid {uid}, Python's files in {path} cannot be read, and mirrord imports "
+                "from there while it runs; install mirror with a Python that user can read "
+                "(for example Debian's python3), or start without -u").format(
+                    uid=os.getuid(), path=place))
+
+
+def _preload_plugins(config: MirrorConfig) -> list[metadata.EntryPoint]:
+    """Find the plugins and import their modules now, while the interpreter's files are
+    surely readable; their threads start after detaching. A plugin that fails to import
+    is reported when the plugins are enabled."""
+    entries = list(discover())
+    for entry in entries:
+        section = config.plugins.get(entry.name.lower())
+        if section is None or section.enabled:
+            with contextlib.suppress(Exception):
+                entry.load()
+    return entries
 
 
 def run_daemon(location: ConfigLocation, config: MirrorConfig, options: DaemonOptions) -> int:
     """Check, set up and run the daemon until it stops.
+
+    Root does as little as it can: it reads the config, opens the daemon's log
+    safely, imports what the daemon needs, and switches users (-u, -g). The
+    pidfile, the state, the task logs and the control socket are all created and
+    opened afterwards, by the daemon's user. docs/daemon.md ("Trust") says more.
 
     Returns:
         0 after a clean stop.
@@ -180,28 +294,50 @@ def run_daemon(location: ConfigLocation, config: MirrorConfig, options: DaemonOp
         raise StartupError(_("the config has {count} errors; mirrord does not start").format(
             count=len(config.errors)))
     user, gid = _user_and_group(options)
+    switching = user is not None or gid is not None
     pidfile = pidfile_path(location, options.pidfile)
     paths = DaemonPaths(pidfile=pidfile, socket=socket_path(pidfile),
-                        statefile=config.general.statefile or default_statefile())
+                        statefile=config.general.statefile or default_statefile(location))
     if len(paths.socket.encode()) > MAX_SOCKET_PATH:
         raise StartupError(_("the control socket path {path} is longer than {limit} bytes; "
                              "put the pidfile somewhere shorter with -P").format(
                                  path=paths.socket, limit=MAX_SOCKET_PATH))
+    detacher = None if options.foreground else _import_detacher()
+    entries = _preload_plugins(config)
+    opened = _open_logfile(options, user.pw_uid if user else None)
+    if switching:
+        try:
+            _drop_privileges(user, gid)
+        except OSError as problem:  # e.g. no CAP_SETUID/CAP_SETGID in a hardened unit
+            raise StartupError(_("cannot switch to the user and group of -u and -g: "
+                                 "{reason} (mirrord needs root's capabilities for that)")
+                               .format(reason=problem.strerror or problem)) from None
+        _check_interpreter()
     _ensure_directory(os.path.dirname(pidfile), _("pidfile directory"),
                       _("choose another pidfile with -P"))
     _ensure_directory(os.path.dirname(paths.statefile), _("state directory"),
                       _("set statefile in [general]"))
     _ensure_directory(config.general.logdir, _("task log directory"), _("set logdir in [general]"))
     lock = PidFile(pidfile)
+    state_lock = PidFile(paths.statefile + LOCK_SUFFIX)
     try:
-        lock.acquire()
-    except OSError as problem:
-        raise StartupError(_("cannot create the pidfile {path}: {reason}").format(
-            path=pidfile, reason=problem.strerror)) from None
-    try:
-        handler = _setup_logging(options)
+        _acquire(lock, _("pidfile"))
+        try:
+            _acquire(state_lock, _("state file lock"))
+        except AlreadyRunning as other:
+            raise StartupError(_(
+                "the state file {path} is in use by another mirrord (pid {pid}); give each "
+                "daemon its own statefile in [general]").format(
+                    path=paths.statefile, pid=other.pid if other.pid is not None else "?")) \
+                from None
+        handler = _setup_logging(options, opened)
+        opened = None  # the handler owns the descriptor now
         zone = local_zone()
-        daemon = MirrorDaemon(location, config, paths, zone)
+        try:
+            daemon = MirrorDaemon(location, config, paths, zone)
+        except StateFileError as problem:
+            raise StartupError(str(problem)) from None
+        _note_old_default_state(config, paths.statefile)
         try:
             daemon.control.bind()
         except OSError as problem:
@@ -209,27 +345,18 @@ def run_daemon(location: ConfigLocation, config: MirrorConfig, options: DaemonOp
                 path=paths.socket, reason=problem.strerror or problem)) from None
         for issue in config.warnings:
             log.warning("%s", issue)
-        logfile = None if handler is None else options.logfile or DEFAULT_LOGFILE
-        if user is not None or gid is not None:
-            try:
-                _drop_privileges(user, gid, [path for path in (
-                    pidfile, paths.socket, paths.statefile, os.path.dirname(paths.statefile),
-                    config.general.logdir, logfile) if path])
-            except OSError as problem:  # e.g. no CAP_SETUID/CAP_CHOWN in a hardened unit
-                raise StartupError(_("cannot switch to the user and group of -u and -g: "
-                                     "{reason} (mirrord needs root's capabilities for that)")
-                                   .format(reason=problem.strerror or problem)) from None
-            _check_access(paths, config.general.logdir)
-        if options.foreground:
+        if detacher is None:
             os.umask(0o022)
             os.chdir("/")
         else:
-            _detach([fd for fd in (lock.fd, daemon.control.sock.fileno() if daemon.control.sock
-                                   else None, _stream_fd(handler)) if fd is not None])
+            detacher([fd for fd in (lock.fd, state_lock.fd, daemon.control.sock.fileno()
+                                    if daemon.control.sock else None, _stream_fd(handler))
+                      if fd is not None])
         lock.write(os.getpid())
+        state_lock.write(os.getpid())
         become_subreaper()
         signals = SignalPipe()
-        daemon.load_plugins()
+        daemon.load_plugins(entries)
         profiler = cProfile.Profile() if options.profile else None
         if profiler:
             profiler.enable()
@@ -246,8 +373,32 @@ def run_daemon(location: ConfigLocation, config: MirrorConfig, options: DaemonOp
                 profiler.dump_stats(target)
                 log.info("profile written to %s", target)
     finally:
+        if opened is not None:
+            os.close(opened[1])
+        state_lock.release()
         lock.release()
     return 0
+
+
+def _acquire(lock: PidFile, what: str) -> None:
+    """Take *lock*; AlreadyRunning passes through, anything else is a StartupError."""
+    try:
+        lock.acquire()
+    except OSError as problem:
+        reason = problem if isinstance(problem, UnsafePath) else problem.strerror or problem
+        raise StartupError(_("cannot create the {what} {path}: {reason}").format(
+            what=what, path=lock.path, reason=reason)) from None
+
+
+def _note_old_default_state(config: MirrorConfig, statefile: str) -> None:
+    """Before 0.9 every daemon without ``statefile`` used state.json: say where its history
+    went when this daemon's own default is new (docs/daemon.md, "Upgrading")."""
+    old = os.path.join(os.path.dirname(statefile), STATEFILE_NAME)
+    if config.general.statefile or old == statefile or os.path.exists(statefile) \
+            or not os.path.exists(old):
+        return
+    log.warning("this config's state file is now %s; %s may hold its earlier history "
+                "(move it there while no daemon runs, if it was this config's)", statefile, old)
 
 
 def _stream_fd(handler: logging.Handler | None) -> int | None:
@@ -255,12 +406,25 @@ def _stream_fd(handler: logging.Handler | None) -> int | None:
     return stream.fileno() if stream is not None else None
 
 
-def _detach(keep: list[int]) -> None:
-    """Become a background daemon (python-daemon): fork twice, setsid, umask 022, chdir /,
-    stdio to /dev/null, every other descriptor closed."""
-    import daemon  # python-daemon
+def _import_detacher() -> Callable[[list[int]], None]:
+    """python-daemon, imported now (as root: after a switch of users the interpreter's files
+    may be unreadable), and the function that detaches with it.
 
-    context = daemon.DaemonContext(working_directory="/", umask=0o022, detach_process=True,
-                                   files_preserve=keep, signal_map={})
-    context.open()
+    Raises:
+        StartupError: python-daemon is not installed or cannot be imported.
+    """
+    try:
+        import daemon  # python-daemon
+    except ImportError as problem:
+        raise StartupError(_("cannot import python-daemon, needed to detach: {reason} "
+                             "(install it, or use -D)").format(reason=problem)) from None
+
+    def detach(keep: list[int]) -> None:
+        """Become a background daemon: fork twice, setsid, umask 022, chdir /, stdio to
+        /dev/null, every descriptor but *keep* closed."""
+        context = daemon.DaemonContext(working_directory="/", umask=0o022, detach_process=True,
+                                       files_preserve=keep, signal_map={})
+        context.open()
+
+    return detach
 

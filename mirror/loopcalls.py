@@ -22,6 +22,8 @@ class LoopClosed(RuntimeError):
     """The daemon has stopped serving; nothing more runs on its loop."""
 
 
+SLICE = 32  # calls run per wakeup of the loop
+
 # What a plugin's question to the loop may end in instead of an answer.
 UNANSWERED = (LoopClosed, TimeoutError)
 
@@ -53,12 +55,16 @@ class LoopCalls:
                 os.write(self._write_fd, b"\0")
         return future
 
-    def run_pending(self, _mask: int = 0) -> None:
-        """Run every queued function. Loop thread only."""
+    def run_pending(self, _mask: int = 0, limit: int = SLICE) -> None:
+        """Run up to *limit* queued functions; if more are queued, the pipe stays readable
+        so that the loop comes back for them after its other work (reaping, starting,
+        signals never wait behind a backlog). Loop thread only."""
         with contextlib.suppress(BlockingIOError):
             while os.read(self.read_fd, 4096):
                 pass
-        while self._pending:
+        for _ in range(limit):
+            if not self._pending:
+                return
             function, future = self._pending.popleft()
             if not future.set_running_or_notify_cancel():
                 continue
@@ -67,6 +73,10 @@ class LoopCalls:
             except Exception as problem:
                 log.exception("a call from a plugin thread failed")
                 future.set_exception(problem)
+        with self._lock:
+            if self._pending and not self.closed:
+                with contextlib.suppress(BlockingIOError):
+                    os.write(self._write_fd, b"\0")
 
     def close(self) -> None:
         """Fail what is still queued and refuse new calls."""

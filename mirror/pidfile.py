@@ -11,6 +11,7 @@ import fcntl
 import os
 
 from mirror.i18n import _
+from mirror.safeopen import open_file
 
 
 class AlreadyRunning(Exception):
@@ -34,11 +35,15 @@ class PidFile:
     def acquire(self) -> None:
         """Open and lock the file.
 
+        The file is opened without following links (mirrord.pid may sit in a directory the
+        mirror user owns), and only truncated once it is known to be our regular file.
+
         Raises:
             AlreadyRunning: another process holds the lock.
+            UnsafePath: the path is a symbolic link, a FIFO, a hard link, someone else's….
             OSError: the file cannot be created.
         """
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        fd = open_file(self.path, os.O_RDWR | os.O_CREAT)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -71,23 +76,65 @@ class PidFile:
 def read_pid(path: str) -> int | None:
     """The pid in *path*, or None if the file is missing, empty or not a number."""
     try:
-        with open(path, encoding="ascii", errors="replace") as handle:
-            text = handle.read(32).strip()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
+    try:
+        text = os.read(fd, 32).decode("ascii", "replace").strip()
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     return int(text) if text.isdigit() else None
 
 
 def locked_pid(path: str) -> int | None:
-    """The pid of the daemon holding *path*, or None when no daemon holds it (stale or absent)."""
+    """The pid of the daemon holding *path*, or None when no daemon holds it (stale or absent).
+
+    Raises:
+        ForgedPidFile: the file is locked, but the pid it names does not have it open (the
+            file's owner wrote another process's pid into it).
+    """
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError:
         return None
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
-        return read_pid(path)
+        pid = read_pid(path)
+        if pid is not None and not _has_open(pid, os.fstat(fd)):
+            raise ForgedPidFile(path, pid) from None
+        return pid
     finally:
         os.close(fd)
     return None
+
+
+class ForgedPidFile(Exception):
+    """A locked pidfile names a process that does not hold it; it is not signalled."""
+
+    def __init__(self, path: str, pid: int) -> None:
+        self.path = path
+        self.pid = pid
+        super().__init__(_("the pidfile {path} names pid {pid}, which does not hold it open; "
+                           "not signalling it (check who wrote the file)").format(
+                               path=path, pid=pid))
+
+
+def _has_open(pid: int, target: os.stat_result) -> bool:
+    """Whether process *pid* has the file *target* open; True when that cannot be seen
+    (another user's process: the kernel refuses to signal it anyway)."""
+    directory = f"/proc/{pid}/fd"
+    try:
+        descriptors = os.listdir(directory)
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    for name in descriptors:
+        with contextlib.suppress(OSError):
+            info = os.stat(os.path.join(directory, name))
+            if (info.st_dev, info.st_ino) == (target.st_dev, target.st_ino):
+                return True
+    return False

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import signal
+import time
 from dataclasses import asdict, dataclass, fields
 
 from mirror.atomicfile import write_atomically
+from mirror.i18n import _
+from mirror.safeopen import UnsafePath, read_limited
 
 log = logging.getLogger(__name__)
 
@@ -17,6 +21,7 @@ TIMEOUT = "timeout"
 CANCELLED = "cancelled"
 KILLED = "killed"
 FORMAT_VERSION = 1
+MAX_STATE_BYTES = 64 * 1024 * 1024  # about 100,000 tasks; /dev/zero must not fill memory
 
 
 @dataclass
@@ -70,6 +75,10 @@ def exit_status(exit_code: int | None, signal_name: str | None) -> int | None:
     return exit_code
 
 
+class StateFileError(Exception):
+    """The state file cannot be used safely; the message says why and what to do."""
+
+
 class StateStore:
     """Loads and saves ``{task name: TaskState}`` at *path*."""
 
@@ -77,23 +86,46 @@ class StateStore:
         self.path = path
 
     def load(self) -> dict[str, TaskState]:
-        """The saved states; an absent file gives {}, a damaged one {} with an error logged."""
+        """The saved states; an absent file gives {}.
+
+        The file is opened without following links, only as a regular file, and read
+        only up to MAX_STATE_BYTES. A file that is not valid JSON is renamed aside
+        (``state.json.damaged-TIMESTAMP``, logged), so that the next save does not
+        destroy what an admin may want to recover, and {} is returned.
+
+        Raises:
+            StateFileError: the path is a link, a FIFO, a device, too large, or unreadable.
+        """
         try:
-            with open(self.path, encoding="utf-8") as handle:
-                data = json.load(handle)
-        except FileNotFoundError:
+            data = read_limited(self.path, MAX_STATE_BYTES)
+        except OSError as problem:
+            raise StateFileError(_("cannot use the state file {path}: {reason}").format(
+                path=self.path, reason=problem if isinstance(problem, UnsafePath)
+                else problem.strerror or problem)) from None
+        if data is None:
             return {}
-        except (OSError, ValueError) as error:
-            log.error("cannot read the state file %s (%s); starting without history",
-                      self.path, error)
+        try:
+            document = json.loads(data.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as problem:
+            self._set_aside(f"not JSON: {problem}")
             return {}
-        tasks = data.get("tasks") if isinstance(data, dict) else None
+        tasks = document.get("tasks") if isinstance(document, dict) else None
         if not isinstance(tasks, dict):
-            log.error("the state file %s has no 'tasks' object; starting without history",
-                      self.path)
+            self._set_aside("no 'tasks' object")
             return {}
         return {name: TaskState.from_dict(value) for name, value in tasks.items()
-                if isinstance(value, dict)}
+                if isinstance(name, str) and isinstance(value, dict)}
+
+    def _set_aside(self, reason: str) -> None:
+        aside = f"{self.path}.damaged-{time.strftime('%Y%m%dT%H%M%S')}"
+        try:
+            os.replace(self.path, aside)
+        except OSError as problem:
+            log.error("the state file %s is damaged (%s) and cannot be moved aside (%s); "
+                      "starting without history", self.path, reason, problem)
+            return
+        log.error("the state file %s is damaged (%s); kept as %s, starting without history",
+                  self.path, reason, aside)
 
     def save(self, states: dict[str, TaskState]) -> None:
         """Write all states: a temporary file in the same directory, fsync, then os.replace.
@@ -103,4 +135,5 @@ class StateStore:
         """
         document = {"version": FORMAT_VERSION,
                     "tasks": {name: asdict(state) for name, state in sorted(states.items())}}
-        write_atomically(self.path, json.dumps(document, indent=1, sort_keys=True))
+        write_atomically(self.path, json.dumps(document, separators=(",", ":"),
+                                               sort_keys=True))

@@ -20,8 +20,8 @@ QUICK = "[quick]\ntype = simple\ncommand = sh\nargs = -c 'id -u > \"$0\"' @DIR@/
         "time = 0 0 1 1 *\n"
 
 
-def mirrord_command(directory: Path, *args: str) -> list[str]:
-    return [sys.executable, "-m", "mirror", "-c", str(directory), "-P",
+def mirrord_command(directory: Path, *args: str, python: str = sys.executable) -> list[str]:
+    return [python, "-m", "mirror", "-c", str(directory), "-P",
             str(directory / "mirrord.pid"), *args]
 
 
@@ -52,13 +52,14 @@ def test_plain_mirrord_detaches(tmp_path):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
-def test_user_and_group_switch_after_setup(shared_dir):
+def test_user_and_group_switch_after_setup(shared_dir, python_for_users):
     tmp_path = shared_dir
     nobody = pwd.getpwnam("nobody")
     config = general().replace("@DIR@", str(tmp_path)) + QUICK.replace("@DIR@", str(tmp_path))
     (tmp_path / "mirror.ini").write_text(config)
     daemon = subprocess.Popen(mirrord_command(tmp_path, "-D", "-l", str(tmp_path / "log"),
-                                              "-u", "nobody", "-g", "nogroup"),
+                                              "-u", "nobody", "-g", "nogroup",
+                                              python=python_for_users),
                               stderr=subprocess.PIPE, text=True)
     try:
         wait_for(lambda: (tmp_path / "mirrord.sock").exists(), what="the socket")
@@ -85,16 +86,33 @@ def shared_dir():
     shutil.rmtree(path, ignore_errors=True)
 
 
-def test_switching_to_a_user_who_cannot_write_is_refused(tmp_path):
+def test_switching_to_a_user_who_cannot_write_is_refused(tmp_path, python_for_users):
     if os.geteuid() != 0:
         pytest.skip("switching users needs root")
+    (tmp_path / "mirror.ini").write_text(general().replace("@DIR@", str(tmp_path)))
+    result = subprocess.run(mirrord_command(tmp_path, "-D", "-l", str(tmp_path / "log"),
+                                            "-u", "nobody", python=python_for_users),
+                            capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert f"cannot create the pidfile directory {tmp_path}: Permission denied" \
+        in result.stderr
+    # mirrord never chowns a directory itself: it says what to run.
+    assert f"as root, run: install -d -o nobody -g nogroup {tmp_path}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_an_interpreter_the_user_cannot_read_is_a_clear_error(tmp_path, python_for_users):
+    if os.geteuid() != 0:
+        pytest.skip("switching users needs root")
+    if python_for_users == sys.executable:
+        pytest.skip(f"{sys.executable} is readable by every user here")
     (tmp_path / "mirror.ini").write_text(general().replace("@DIR@", str(tmp_path)))
     result = subprocess.run(mirrord_command(tmp_path, "-D", "-l", str(tmp_path / "log"),
                                             "-u", "nobody"), capture_output=True, text=True,
                             timeout=30)
     assert result.returncode == 1
-    assert f"as uid {pwd.getpwnam('nobody').pw_uid}, the state directory" in result.stderr
-    assert "is not writable" in result.stderr
+    assert "Python's files in" in result.stderr and "cannot be read" in result.stderr
+    assert "Traceback" not in result.stderr
 
 
 def test_switching_users_without_the_capabilities_is_a_clear_error(tmp_path):

@@ -37,3 +37,19 @@ def test_close_fails_calls_still_queued():
     calls.close()
     with pytest.raises(LoopClosed):
         queued.result(0)
+
+
+def test_a_backlog_is_run_in_slices_and_the_loop_is_woken_again_for_the_rest():
+    calls = LoopCalls()
+    selector = selectors.DefaultSelector()
+    selector.register(calls.read_fd, selectors.EVENT_READ)
+    ran = []
+    futures = [calls.submit(lambda number=number: ran.append(number)) for number in range(100)]
+    wakeups = 0
+    while selector.select(0):
+        calls.run_pending(limit=32)
+        wakeups += 1
+        assert len(ran) <= 32 * wakeups  # never more than a slice per wakeup
+    assert ran == list(range(100)) and wakeups == 4
+    assert all(future.done() for future in futures)
+    calls.close()
