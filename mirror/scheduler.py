@@ -4,11 +4,14 @@
 Pure: it makes no OS calls and never reads a clock. Every method takes *now*
 (epoch seconds) from its caller, so tests can drive it through simulated weeks.
 The caller starts processes for ``START`` decisions and reports back through
-:meth:`Scheduler.finished`.
+:meth:`Scheduler.finished`. Localdirs are compared through a path resolver the
+caller passes in (the daemon passes ``os.path.realpath``; the default,
+``os.path.normpath``, reads nothing from the disk).
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+import os.path
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import tzinfo
 
@@ -44,22 +47,53 @@ class Decision:
     next_due: float | None = None
 
 
+@dataclass(frozen=True)
+class Holding:
+    """The localdir a running task writes: as configured when the run started, and resolved
+    (its real path) at that moment. A run keeps it until it ends, whatever changes meanwhile."""
+
+    name: str
+    localdir: str
+    resolved: str
+
+
+def _inside(path: str, directory: str) -> bool:
+    """Whether the resolved *path* is *directory* or below it."""
+    if path == directory:
+        return True
+    prefix = directory if directory.endswith("/") else directory + "/"
+    return path.startswith(prefix)
+
+
 class Scheduler:
     """Queues runs of enabled tasks by their schedules; decides what happens when they are due."""
 
     def __init__(self, tasks: Iterable[TaskSpec], general: GeneralSettings, zone: tzinfo,
-                 now: float) -> None:
+                 now: float, resolve_path: Callable[[str], str] = os.path.normpath) -> None:
+        """Queue the first run of every enabled task.
+
+        Args:
+            tasks: the valid tasks.
+            general: the ``[general]`` settings.
+            zone: the local time zone the schedules are read in.
+            now: the current time, epoch seconds.
+            resolve_path: turns a localdir into the path two localdirs are compared
+                by (aliases through symlinks, nesting). The daemon passes
+                ``os.path.realpath``; the default ``os.path.normpath`` touches no
+                disk. It is called when a run is decided or started, once per run.
+        """
         self.general = general
         self.zone = zone
         self.offsets = offsets_for(zone)
+        self.resolve_path = resolve_path
         self.queue = TaskQueue()
         self.tasks: dict[str, TaskSpec] = {}
         self.running: set[str] = set()
         # Removed by a reload while running: kept until the run ends, then forgotten.
         self.retired: dict[str, TaskSpec] = {}
-        # localdir → the running task writing it; and who waits for it to finish.
-        self._writers: dict[str, str] = {}
-        self._holding: dict[str, str] = {}  # running task → the localdir it started with
+        # Running task → the localdir its run holds (resolved when it started); and who
+        # waits for that run to end.
+        self._holding: dict[str, Holding] = {}
         self._waiting: dict[str, list[str]] = {}
         for task in tasks:
             self.tasks[task.name] = task
@@ -108,14 +142,14 @@ class Scheduler:
                 return None
             return Decision(SKIP, task.name, entry.kind, entry.due,
                             _("still running; next run at its next scheduled time"), scheduled)
-        writer = self.writer_of(task)
+        resolved = self._resolve(task)
+        writer = self._holder_for(task.name, resolved)
         if writer is not None:
-            waiting = self._waiting.setdefault(writer, [])
+            waiting = self._waiting.setdefault(writer.name, [])
             if task.name not in waiting:
                 waiting.append(task.name)
             return Decision(WAIT, task.name, entry.kind, entry.due,
-                            _("{other} is writing {localdir}; starts when it ends").format(
-                                other=writer, localdir=task.localdir), None)
+                            _wait_reason(task, resolved, writer), None)
         current = Conditions(conditions.load, conditions.http_connections, len(self.running))
         reason = refusal(task.priority, current, self.general)
         if reason is not None:
@@ -124,40 +158,67 @@ class Scheduler:
                 self.queue.push(delayed, task.priority, entry.kind, task.name)
             return Decision(DELAY, task.name, entry.kind, entry.due, reason,
                             min(delayed, scheduled))
-        self._mark_started(task, now)
+        self._mark_started(task, resolved, now)
         return Decision(START, task.name, entry.kind, entry.due, next_due=scheduled)
 
     def writer_of(self, task: TaskSpec) -> str | None:
-        """The other running task that writes *task*'s localdir, if any."""
+        """The other running task whose localdir is *task*'s localdir, an alias of it, or a
+        directory above or below it (compared after ``resolve_path``), if any.
+
+        Costs one resolve and a look at each running task, never a pass over all tasks.
+        """
+        holder = self._holder_for(task.name, self._resolve(task))
+        return None if holder is None else holder.name
+
+    def _resolve(self, task: TaskSpec) -> str | None:
+        """*task*'s localdir through ``resolve_path`` (None without a localdir).
+
+        A resolver that fails (an unreadable directory on the way) falls back to
+        the normalised path, so that a decision is never lost.
+        """
         if task.localdir is None:
             return None
-        writer = self._writers.get(task.localdir)
-        return writer if writer != task.name else None
+        try:
+            return self.resolve_path(task.localdir)
+        except (OSError, ValueError):
+            return os.path.normpath(task.localdir)
+
+    def _holder_for(self, name: str, resolved: str | None) -> Holding | None:
+        """The run (of a task other than *name*) holding *resolved*, an ancestor of it or a
+        descendant of it."""
+        if resolved is None:
+            return None
+        for holding in self._holding.values():
+            if holding.name != name and (_inside(resolved, holding.resolved)
+                                         or _inside(holding.resolved, resolved)):
+                return holding
+        return None
 
     def start_now(self, name: str, now: float) -> None:
         """Record a run started outside the schedule (an admin's ``--run``).
 
         Schedules and load limits do not apply, but a task never runs twice at
-        once and never writes a localdir another running task writes.
+        once and never writes a localdir another running task writes (the same
+        directory under another name, or a directory above or below it).
 
         Raises:
             KeyError: *name* is not a known task.
-            ValueError: the task is already running, or its localdir is busy.
+            ValueError: the task is already running, or its localdir is busy; the
+                message names the other task and both directories.
         """
         task = self.tasks[name]
         if name in self.running:
             raise ValueError(_("{name} is already running").format(name=name))
-        writer = self.writer_of(task)
+        resolved = self._resolve(task)
+        writer = self._holder_for(name, resolved)
         if writer is not None:
-            raise ValueError(_("{other} is running and writes the same localdir {localdir}")
-                             .format(other=writer, localdir=task.localdir))
-        self._mark_started(task, now)
+            raise ValueError(_refusal(task, resolved, writer))
+        self._mark_started(task, resolved, now)
 
-    def _mark_started(self, task: TaskSpec, now: float) -> None:
+    def _mark_started(self, task: TaskSpec, resolved: str | None, now: float) -> None:
         self.running.add(task.name)
-        if task.localdir is not None:
-            self._writers[task.localdir] = task.name
-            self._holding[task.name] = task.localdir
+        if task.localdir is not None and resolved is not None:
+            self._holding[task.name] = Holding(task.name, task.localdir, resolved)
         self.queue.cancel(RETRY, task.name)
         if task.timeout:
             self.queue.push(now + task.timeout, task.priority, TIMEOUT, task.name)
@@ -176,9 +237,7 @@ class Scheduler:
         self.running.discard(name)
         self.queue.cancel(TIMEOUT, name)
         self.retired.pop(name, None)
-        held = self._holding.pop(name, None)
-        if held is not None and self._writers.get(held) == name:
-            del self._writers[held]
+        self._holding.pop(name, None)
         for waiting in self._waiting.pop(name, []):
             queued = self.tasks.get(waiting)
             if queued is not None and queued.enabled and waiting not in self.running:
@@ -238,3 +297,63 @@ class Scheduler:
 
     def _queue_next_run(self, task: TaskSpec, now: float) -> None:
         self.queue.push(self.next_scheduled(task, now), task.priority, RUN, task.name)
+
+
+def _shown(localdir: str, resolved: str) -> str:
+    """A localdir for a message, with its real path when that reads differently."""
+    if os.path.normpath(localdir) == resolved:
+        return localdir
+    return f"{localdir} (→ {resolved})"
+
+
+def _conflict(task: TaskSpec, resolved: str | None, holding: Holding) -> tuple[str, dict[str, str]]:
+    """How *holding*'s directory stands to *task*'s, and the fields of a message about it.
+
+    Returns:
+        ``(relation, fields)``: relation is ``written-alike`` (the same localdir, written the
+        same way), ``same`` (the same directory under another name), ``inside`` (the running
+        task writes below *task*'s directory) or ``contains`` (above it); fields are
+        ``other``, ``localdir``, ``mine`` and ``theirs`` (each directory with its real path
+        when that reads differently).
+    """
+    localdir = task.localdir or ""
+    resolved = resolved or os.path.normpath(localdir)
+    fields = {"other": holding.name, "localdir": localdir, "mine": _shown(localdir, resolved),
+              "theirs": _shown(holding.localdir, holding.resolved)}
+    if holding.resolved == resolved:
+        same_text = os.path.normpath(holding.localdir) == os.path.normpath(localdir)
+        return ("written-alike" if same_text else "same"), fields
+    return ("inside" if _inside(holding.resolved, resolved) else "contains"), fields
+
+
+def _wait_reason(task: TaskSpec, resolved: str | None, holding: Holding) -> str:
+    """Why *task* waits for *holding*'s run (a WAIT decision's reason), naming both
+    directories when they differ."""
+    relation, fields = _conflict(task, resolved, holding)
+    if relation == "written-alike":
+        message = _("{other} is writing {localdir}; starts when it ends")
+    elif relation == "same":
+        message = _("{other} is writing {theirs}, the same directory as {mine}; "
+                    "starts when it ends")
+    elif relation == "inside":
+        message = _("{other} is writing {theirs}, which is inside {mine}; starts when it ends")
+    else:
+        message = _("{other} is writing {theirs}, which contains {mine}; starts when it ends")
+    return message.format(**fields)
+
+
+def _refusal(task: TaskSpec, resolved: str | None, holding: Holding) -> str:
+    """Why ``--run`` cannot start *task* while *holding*'s run goes on, naming both
+    directories when they differ."""
+    relation, fields = _conflict(task, resolved, holding)
+    if relation == "written-alike":
+        message = _("{other} is running and writes the same localdir {localdir}")
+    elif relation == "same":
+        message = _("{other} is running and writes the same localdir {theirs} as {mine}")
+    elif relation == "inside":
+        message = _("{other} is running and writes {theirs}, which is inside the localdir "
+                    "{mine}")
+    else:
+        message = _("{other} is running and writes {theirs}, which contains the localdir "
+                    "{mine}")
+    return message.format(**fields)

@@ -116,16 +116,45 @@ def parse_absolute_path(text: str) -> str:
     return value
 
 
+def option_like_part(path: str) -> str | None:
+    """The first ``/``-separated part of *path* that starts with ``-``, or None.
+
+    Such a part could be read as an option by rsync, by ssh or by an rsync
+    daemon, so no directory in a source may have one.
+    """
+    return next((part for part in path.split("/") if part.startswith("-")), None)
+
+
+def check_rsyncdir(path: str) -> None:
+    """Accept the module and path on the upstream (``debian/``, ``pub/ubuntu``).
+
+    Raises:
+        ValueError: a part of *path* starts with ``-``.
+    """
+    part = option_like_part(path.strip())
+    if part is not None:
+        raise ValueError(_("'{path}' is not a module and path on the upstream: '{part}' starts "
+                           "with '-', which rsync could read as an option (a module or "
+                           "directory may not start with '-'; e.g. debian/)").format(
+                               path=path, part=part))
+
+
 def check_subdirectory(path: str) -> None:
     """Accept a relative directory that stays inside its parent (``pool``, ``a/b``).
 
     Raises:
-        ValueError: *path* is absolute or climbs out with ``..``.
+        ValueError: *path* is absolute, climbs out with ``..``, or has a part
+            that starts with ``-``.
     """
     parts = path.strip().strip("/").split("/")
     if path.strip().startswith("/") or ".." in parts or parts == [""]:
         raise ValueError(_("'{path}' is not a directory inside rsyncdir (use a relative path "
                            "such as pool)").format(path=path))
+    part = option_like_part(path.strip())
+    if part is not None:
+        raise ValueError(_("'{path}' is not a directory inside rsyncdir: '{part}' starts with "
+                           "'-', which rsync could read as an option (a directory may not "
+                           "start with '-'; e.g. pool)").format(path=path, part=part))
 
 
 def check_task_name(name: str) -> None:

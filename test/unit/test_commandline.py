@@ -38,9 +38,61 @@ def test_bad_upstreams(upstream):
         check_upstream(upstream)
 
 
+@pytest.mark.parametrize("upstream, part", [
+    ("-esh@host", "the user name '-esh' starts with '-'"),
+    ("-x@host", "the user name '-x' starts with '-'"),
+    ("--rsh=sh@mirror.example.org", "the user name '--rsh=sh' starts with '-'"),
+    ("-e", "the host name '-e' starts with '-'"),
+    ("--delete", "the host name '--delete' starts with '-'"),
+    ("user@-oProxyCommand=x", "the host name '-oProxyCommand=x' starts with '-'"),
+    ("rsync://-e@host/m/", "the user name '-e' starts with '-'"),
+    ("rsync://-x@host:873/m/", "the user name '-x' starts with '-'"),
+    ("rsync://-host/m/", "the host name '-host' starts with '-'"),
+    ("rsync://u@-host:873/m/", "the host name '-host' starts with '-'"),
+    ("rsync://host/-m/", "'-m' starts with '-'"),
+    ("rsync://host/pub/--delete/", "'--delete' starts with '-'"),
+])
+def test_no_part_of_an_upstream_may_look_like_an_option(upstream, part):
+    with pytest.raises(ValueError, match="is not an upstream") as raised:
+        check_upstream(upstream)
+    assert part in str(raised.value)
+    assert "rsync://host/module/ URL" in str(raised.value)  # and says what is allowed
+
+
+@pytest.mark.parametrize("upstream", [
+    "mirror.example.org", "a-b.example.org", "user@host", "user-name@host", "u.s_er@host",
+    "[::1]", "user@[2001:db8::1]", "rsync://user@host:873/pub-1/x-y/", "rsync://[::1]/m",
+    "/srv/-weird/path",  # a local path starts with "/", so it never reads as an option
+])
+def test_dashes_inside_names_are_fine(upstream):
+    check_upstream(upstream)
+
+
+@pytest.mark.parametrize("upstream", [
+    "ftp.example.org", "user@ftp.example.org", "rsync://127.0.0.1:8873/mod/", "/srv/upstream"])
+def test_source_and_destination_follow_a_double_dash_in_every_rsync_stage(upstream):
+    single = stage_argvs(spec(upstreams=(upstream,)))
+    double = stage_argvs(spec(upstreams=(upstream,), twostage=True, firststage="pool"))
+    for argv in single + double:
+        assert argv[-3] == "--" and argv.count("--") == 1
+        assert not argv[-2].startswith("-") and argv[-1].startswith("/")
+
+
+def test_rsyncdir_and_firststage_only_ever_follow_the_upstream_and_localdir():
+    # Even unchecked values cannot start an argv word: the source begins with the upstream,
+    # the destination with the absolute localdir, and both come after "--".
+    task = spec(rsyncdir="-e sh/", twostage=True, firststage="--rsh=x")
+    stage1, stage2 = stage_argvs(task)
+    assert stage1[-3:] == ["--", "ftp.example.org::-e sh/--rsh=x/",
+                           "/srv/mirror/debian/--rsh=x"]
+    assert stage2[-3:] == ["--", "ftp.example.org::-e sh/", "/srv/mirror/debian"]
+    local = spec(upstreams=("/srv/up",), rsyncdir="/--delete/")
+    assert stage_argvs(local)[0][-2:] == ["/srv/up/--delete/", "/srv/mirror/debian"]
+
+
 def test_single_stage():
     assert stage_argvs(spec()) == [[
-        "/usr/bin/rsync", *ARGS, "--exclude", ".~tmp~/", "ftp.example.org::debian/",
+        "/usr/bin/rsync", *ARGS, "--exclude", ".~tmp~/", "--", "ftp.example.org::debian/",
         "/srv/mirror/debian"]]
 
 
@@ -55,12 +107,12 @@ def test_two_stage_never_deletes_in_stage_one_and_deletes_after_in_stage_two():
                 args=(*ARGS, "--delete-excluded", "--max-delete", "100", "--force", "-av"))
     stage1, stage2 = stage_argvs(task)
     assert stage1 == ["/usr/bin/rsync", "--links", "--hard-links", "--times", "--verbose",
-                      "--recursive", "-av", "--exclude", ".~tmp~/",
+                      "--recursive", "-av", "--exclude", ".~tmp~/", "--",
                       "ftp.example.org::debian/pool/", "/srv/mirror/debian/pool"]
     assert not any(arg.startswith(("--del", "--max-delete", "--force")) for arg in stage1)
     assert stage2 == ["/usr/bin/rsync", "--links", "--hard-links", "--times", "--verbose",
                       "--delete-after", "--recursive", "--delete-excluded", "--max-delete", "100",
-                      "--force", "-av", "--delay-updates", "--exclude", ".~tmp~/",
+                      "--force", "-av", "--delay-updates", "--exclude", ".~tmp~/", "--",
                       "ftp.example.org::debian/", "/srv/mirror/debian"]
 
 

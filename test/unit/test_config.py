@@ -122,6 +122,49 @@ def test_task_errors_are_located(tmp_path, addition, line, section, key, fragmen
     assert config.tasks == ()
 
 
+@pytest.mark.parametrize("old, new, line, key, fragment", [
+    ("upstream[] = ftp.de.debian.org", "upstream[] = -esh@host", 4, "upstream[]",
+     "'-esh@host' is not an upstream: the user name '-esh' starts with '-'"),
+    ("upstream[] = ftp.de.debian.org", "upstream[] = -x@host", 4, "upstream[]",
+     "the user name '-x' starts with '-'"),
+    ("upstream[] = ftp.de.debian.org", "upstream[] = --rsh=sh", 4, "upstream[]",
+     "the host name '--rsh=sh' starts with '-'"),
+    ("upstream[] = rsync://mirror.example.org/pub/", "upstream[] = rsync://-e@host/m/", 5,
+     "upstream[]", "the user name '-e' starts with '-'"),
+    ("upstream[] = rsync://mirror.example.org/pub/", "upstream[] = rsync://host/-m/", 5,
+     "upstream[]", "'-m' starts with '-'"),
+    ("rsyncdir = debian/", "rsyncdir = -e sh/", 7, "rsyncdir",
+     "'-e sh/' is not a module and path on the upstream: '-e sh' starts with '-'"),
+    ("rsyncdir = debian/", "rsyncdir = debian/--delete", 7, "rsyncdir",
+     "'--delete' starts with '-'"),
+])
+def test_values_that_would_read_as_options_are_refused(tmp_path, old, new, line, key, fragment):
+    config = load(tmp_path, "[general]\n" + GOOD_TASK.replace(old, new))
+    (error,) = config.errors
+    assert (error.line, error.section, error.key) == (line, "debian", key)
+    assert fragment in error.message and "may not start with '-'" in error.message
+    assert str(error).startswith(f"{tmp_path / 'mirror.ini'}:{line}: [debian] {key}: ")
+    assert config.tasks == ()
+
+
+def test_firststage_may_not_look_like_an_option(tmp_path):
+    config = load(tmp_path, "[general]\n" + GOOD_TASK + "twostage = 1\nfirststage = -x/pool\n")
+    (error,) = config.errors
+    assert (error.line, error.key) == (10, "firststage")
+    assert "'-x' starts with '-'" in error.message and "e.g. pool" in error.message
+    # A simple task's firststage is its first stage's arguments: options on purpose.
+    simple = load(tmp_path, "[general]\n[s]\ntype = simple\ncommand = sh\ntime = @daily\n"
+                            "twostage = 1\nfirststage = -c 'exit 0'\n")
+    assert messages(simple) == []
+
+
+def test_local_upstreams_with_dashes_are_absolute_and_fine(tmp_path):
+    config = load(tmp_path, "[general]\n" + GOOD_TASK.replace(
+        "upstream[] = ftp.de.debian.org", "upstream[] = ./-upstream"))
+    assert messages(config) == []
+    assert config.tasks[0].upstreams[0] == str(tmp_path / "-upstream")
+
+
 @pytest.mark.parametrize("missing", ["time", "rsyncdir", "localdir", "upstream[]"])
 def test_missing_required_keys(tmp_path, missing):
     text = "\n".join(line for line in GOOD_TASK.splitlines()

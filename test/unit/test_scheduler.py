@@ -10,7 +10,7 @@ import pytest
 
 from mirror.policy import Conditions
 from mirror.schedule import CronSchedule
-from mirror.scheduler import DELAY, EXPIRE, SKIP, START, SYSTEM_DUE, Scheduler
+from mirror.scheduler import DELAY, EXPIRE, SKIP, START, SYSTEM_DUE, WAIT, Scheduler
 from mirror.task import GeneralSettings, TaskSpec
 from mirror.taskqueue import RETRY, RUN
 
@@ -37,9 +37,10 @@ class Simulation:
     is killed at once.
     """
 
-    def __init__(self, tasks, general=None, durations=None, outcome=None):
+    def __init__(self, tasks, general=None, durations=None, outcome=None, resolve_path=None):
         self.now = T0 - 1
-        self.core = Scheduler(tasks, general or GeneralSettings(), ZONE, self.now)
+        extra = {} if resolve_path is None else {"resolve_path": resolve_path}
+        self.core = Scheduler(tasks, general or GeneralSettings(), ZONE, self.now, **extra)
         self.durations = durations or {}
         self.outcome = outcome or (lambda name, end: True)
         self.ends: dict[str, float] = {}
@@ -294,3 +295,157 @@ def test_no_retry_after_a_cancel_or_for_a_disabled_task():
     core.start_now("off", T0)
     assert core.finished("off", T0 + 1, succeeded=False) is None
     assert core.queue.get(RETRY, "r") is None and core.queue.get(RETRY, "off") is None
+
+
+class FakeFilesystem:
+    """A path resolver over a table of symlinks (directory → target), counting its calls.
+
+    Like ``os.path.realpath``, it resolves every symlinked prefix of a path.
+    """
+
+    def __init__(self, links: dict[str, str] | None = None) -> None:
+        self.links = dict(links or {})
+        self.calls: list[str] = []
+
+    def __call__(self, path: str) -> str:
+        self.calls.append(path)
+        parts = [part for part in path.split("/") if part]
+        resolved = ""
+        for part in parts:
+            resolved = self.links.get(f"{resolved}/{part}", f"{resolved}/{part}")
+        return resolved or "/"
+
+
+def running_together(sim: Simulation) -> set[frozenset[str]]:
+    """The pairs of tasks whose runs overlapped in the simulation's log."""
+    spans, starts = [], {}
+    for when, action, name, _kind in sim.log:
+        if action == START:
+            starts[name] = when
+        elif action == END:
+            spans.append((starts.pop(name), when, name))
+    return {frozenset((a, b)) for i, (s1, e1, a) in enumerate(spans)
+            for s2, e2, b in spans[i + 1:] if s1 < e2 and s2 < e1}
+
+
+def test_aliases_and_nested_localdirs_never_run_together():
+    fs = FakeFilesystem({"/srv/link": "/srv/a"})
+    tasks = [task("plain", "0 1 * * *", localdir="/srv/a", priority=1),
+             task("alias", "0 1 * * *", localdir="/srv/link/", priority=2),
+             task("nested", "0 1 * * *", localdir="/srv/a/b", priority=3),
+             task("elsewhere", "0 1 * * *", localdir="/srv/ab", priority=4)]
+    sim = Simulation(tasks, durations={"plain": 600, "alias": 300, "nested": 120},
+                     resolve_path=fs)
+    sim.run_until(T0 + 2 * HOUR)
+    # /srv/ab is not inside /srv/a, so only that one runs beside the others.
+    assert running_together(sim) == {frozenset(("plain", "elsewhere"))}
+    assert [(when, action, name) for when, action, name, _k in sim.events()
+            if action in (START, WAIT)] == [
+        (60, START, "plain"), (60, WAIT, "alias"), (60, WAIT, "nested"), (60, START, "elsewhere"),
+        (70, START, "alias"), (70, WAIT, "nested"), (75, START, "nested")]
+
+
+@pytest.mark.parametrize("outer_first", [True, False])
+def test_a_directory_and_one_inside_it_exclude_each_other_both_ways(outer_first):
+    outer = task("outer", "0 0 1 1 *", localdir="/srv/a")
+    inner = task("inner", "0 0 1 1 *", localdir="/srv/a/b/c")
+    core = Scheduler([outer, inner], GeneralSettings(), ZONE, T0)
+    first, second = (outer, inner) if outer_first else (inner, outer)
+    core.start_now(first.name, T0)
+    assert core.writer_of(second) == first.name
+    with pytest.raises(ValueError, match=f"{first.name} is running and writes {first.localdir}"):
+        core.start_now(second.name, T0)
+    core.finished(first.name, T0 + 1, True)
+    core.start_now(second.name, T0 + 2)
+
+
+def test_refusals_and_waits_name_both_directories():
+    fs = FakeFilesystem({"/srv/link": "/srv/a"})
+    core = Scheduler([task("plain", "0 0 1 1 *", localdir="/srv/a"),
+                      task("twin", "0 0 1 1 *", localdir="/srv/a"),
+                      task("alias", "0 1 * * *", localdir="/srv/link"),
+                      task("nested", "0 0 1 1 *", localdir="/srv/link/b"),
+                      task("root", "0 0 1 1 *", localdir="/")],
+                     GeneralSettings(), ZONE, T0, resolve_path=fs)
+    core.start_now("plain", T0)
+
+    def refusal(name: str) -> str:
+        with pytest.raises(ValueError) as raised:
+            core.start_now(name, T0)
+        return str(raised.value)
+
+    assert refusal("twin") == "plain is running and writes the same localdir /srv/a"
+    assert refusal("alias") == ("plain is running and writes the same localdir /srv/a as "
+                                "/srv/link (→ /srv/a)")
+    assert refusal("nested") == ("plain is running and writes /srv/a, which contains the "
+                                 "localdir /srv/link/b (→ /srv/a/b)")
+    assert refusal("root") == "plain is running and writes /srv/a, which is inside the localdir /"
+    (wait,) = core.due(T0 + HOUR, QUIET)
+    assert (wait.action, wait.name, wait.reason) == (
+        WAIT, "alias", "plain is writing /srv/a, the same directory as /srv/link (→ /srv/a); "
+                       "starts when it ends")
+
+
+def test_a_run_keeps_the_directory_it_resolved_when_it_started():
+    fs = FakeFilesystem({"/srv/link": "/srv/a"})
+    core = Scheduler([task("via-link", "0 0 1 1 *", localdir="/srv/link"),
+                      task("a", "0 0 1 1 *", localdir="/srv/a"),
+                      task("b", "0 0 1 1 *", localdir="/srv/b")],
+                     GeneralSettings(), ZONE, T0, resolve_path=fs)
+    core.start_now("via-link", T0)
+    fs.links["/srv/link"] = "/srv/b"  # re-pointed while the run goes on
+    with pytest.raises(ValueError, match="via-link is running and writes the same localdir "
+                                         r"/srv/link \(→ /srv/a\) as /srv/a"):
+        core.start_now("a", T0 + 1)
+    core.start_now("b", T0 + 2)  # what the link points at now is not held by the run
+    core.finished("via-link", T0 + 3, True)
+    core.start_now("a", T0 + 4)
+    with pytest.raises(ValueError, match="b is running"):  # resolved anew: now /srv/b
+        core.start_now("via-link", T0 + 5)
+
+
+def test_each_decision_resolves_one_path_however_many_tasks_there_are():
+    fs = FakeFilesystem()
+    tasks = [task(f"t{i}", "0 0 1 1 *", localdir=f"/srv/m{i}") for i in range(2000)]
+    tasks.append(task("due", "0 1 * * *", localdir="/srv/due"))
+    core = Scheduler(tasks, GeneralSettings(), ZONE, T0, resolve_path=fs)
+    assert fs.calls == []  # nothing is resolved before a run is decided
+    for i in range(5):
+        core.start_now(f"t{i}", T0)
+    assert fs.calls == [f"/srv/m{i}" for i in range(5)]
+    fs.calls.clear()
+    assert [d.action for d in core.due(T0 + HOUR, QUIET)] == [START]
+    assert fs.calls == ["/srv/due"]
+
+
+def test_the_default_resolver_reads_no_disk_but_normalises():
+    core = Scheduler([task("a", "0 0 1 1 *", localdir="/srv/x/"),
+                      task("b", "0 0 1 1 *", localdir="/srv/./x/sub/.."),
+                      task("c", "0 0 1 1 *", localdir="/srv/x/y")], GeneralSettings(), ZONE, T0)
+    core.start_now("a", T0)
+    assert core.writer_of(core.tasks["b"]) == "a" and core.writer_of(core.tasks["c"]) == "a"
+
+
+def test_a_failing_resolver_falls_back_to_the_normalised_path():
+    def broken(path: str) -> str:
+        raise PermissionError(13, "Permission denied", path)
+
+    core = Scheduler([task("a", "0 0 1 1 *", localdir="/srv/x"),
+                      task("b", "0 0 1 1 *", localdir="/srv/x/")],
+                     GeneralSettings(), ZONE, T0, resolve_path=broken)
+    core.start_now("a", T0)
+    with pytest.raises(ValueError, match="a is running and writes the same localdir /srv/x"):
+        core.start_now("b", T0)
+
+
+def test_one_localdir_that_now_resolves_elsewhere_is_shown_with_both_real_paths():
+    fs = FakeFilesystem({"/srv/link": "/srv/a"})
+    core = Scheduler([task("x", "0 0 1 1 *", localdir="/srv/link"),
+                      task("y", "0 0 1 1 *", localdir="/srv/link")],
+                     GeneralSettings(), ZONE, T0, resolve_path=fs)
+    core.start_now("x", T0)
+    fs.links["/srv/link"] = "/srv/a/b"
+    with pytest.raises(ValueError) as raised:
+        core.start_now("y", T0)
+    assert str(raised.value) == ("x is running and writes /srv/link (→ /srv/a), which contains "
+                                 "the localdir /srv/link (→ /srv/a/b)")
