@@ -34,6 +34,7 @@ from mirror.task import (
 )
 from mirror.textdecode import decode_config_bytes
 from mirror.values import (
+    check_rsyncdir,
     check_subdirectory,
     check_task_name,
     parse_bool,
@@ -346,6 +347,8 @@ class _TaskValidator:
             rsyncdir_entry = self._required(section, entries, "rsyncdir",
                                             _("the module and path on the upstream, e.g. debian/"))
             rsyncdir = rsyncdir_entry.value if rsyncdir_entry else ""
+            if rsyncdir_entry:
+                self._convert(section, rsyncdir_entry, check_rsyncdir, rsyncdir)
             localdir_entry = self._required(section, entries, "localdir",
                                             _("the directory the mirror is written to"))
             if localdir_entry:
