@@ -122,6 +122,7 @@ class MirrorDaemon:
         self.system_entries: dict[str, tuple[CronSchedule, int]] = {}
         self.systemd = SystemdNotifier()
         self._state_flush_at: float | None = None  # monotonic; None when nothing is unsaved
+        self._held_events: list[MirrorEvent] | None = None  # during a scheduling pass
         self._state_written_at = -STATE_FLUSH_SECONDS  # monotonic
         self._state_error_logged = -STATE_ERROR_LOG_SECONDS  # monotonic time of the last
         # Created in serve(), after detaching closed every other descriptor.
@@ -186,8 +187,11 @@ class MirrorDaemon:
         return self.calls.submit(lambda: function(self))
 
     def emit(self, event: MirrorEvent) -> None:
-        """Hand *event* to the plugins; never blocks."""
-        self.plugins.emit(event)
+        """Hand *event* to the plugins (after the scheduling pass, during one); never blocks."""
+        if self._held_events is not None:
+            self._held_events.append(event)
+        else:
+            self.plugins.emit(event)
 
     def _announce_queued(self, names: Iterable[str]) -> None:
         for name in names:
@@ -259,17 +263,27 @@ class MirrorDaemon:
         if self.core.seconds_until_next(self.wall()) != 0:
             return
         conditions = self.probe.conditions(self.core.general, len(self.core.running))
-        for decision in self.core.due(self.wall(), conditions):
-            if decision.action == START:
-                self._start(decision.name, decision.kind)
-            elif decision.action == EXPIRE:
-                self._terminate(decision.name, TIMEOUT)
-            elif decision.action == SYSTEM_DUE:
-                self._run_system_entry(decision.name, decision.due)
-            elif decision.action in (SKIP, DELAY, WAIT):
-                log.info("%s %s: %s", decision.name, decision.action, decision.reason)
-            if decision.action in (START, SKIP, DELAY):
-                self._announce_queued([decision.name])
+        # A burst starts its children first: the plugins hear of them after the pass, so
+        # their threads do not compete with the spawns for the interpreter.
+        self._held_events = []
+        try:
+            for decision in self.core.due(self.wall(), conditions):
+                if decision.action == START:
+                    self._start(decision.name, decision.kind)
+                elif decision.action == EXPIRE:
+                    self._terminate(decision.name, TIMEOUT)
+                elif decision.action == SYSTEM_DUE:
+                    self._run_system_entry(decision.name, decision.due)
+                elif decision.action in (SKIP, DELAY, WAIT):
+                    log.info("%s %s: %s", decision.name, decision.action, decision.reason)
+                if decision.action in (START, SKIP, DELAY):
+                    self._announce_queued([decision.name])
+        finally:
+            held, self._held_events = self._held_events, None
+            for event in held:
+                self.plugins.emit(event)
+            if any(isinstance(event, TaskStartEvent) for event in held):
+                self.systemd.status(self._status_line())
 
     def _run_system_entry(self, name: str, due: float) -> None:
         entry = self.system_entries.get(name)
@@ -320,13 +334,13 @@ class MirrorDaemon:
         self.runs[name] = run
         state.last_start = now
         state.upstream = upstream
-        log.info("%s: starting (%s%s)", name, kind, f", upstream {upstream}" if upstream else "")
         self.emit(PreTaskStartEvent(name))
         self._spawn_stage(run)
         if run.pid is not None:
             run.first_pid = run.pid
             self.emit(TaskStartEvent(name, run.pid))
-        self.systemd.status(self._status_line())
+        if self._held_events is None:  # else once at the end of the scheduling pass
+            self.systemd.status(self._status_line())
         return run
 
     def _status_line(self) -> str:
@@ -361,7 +375,8 @@ class MirrorDaemon:
         finally:
             os.close(fd)
         self.pids[run.pid] = run.task.name
-        log.info("%s: stage %d/%d started, pid %d", run.task.name, run.stage, run.stages, run.pid)
+        log.info("%s: stage %d/%d started (%s%s), pid %d", run.task.name, run.stage, run.stages,
+                 run.kind, f", upstream {run.upstream}" if run.upstream else "", run.pid)
 
     def _stage_ended(self, run: Run, status: int) -> None:
         code, signum, outcome = describe_status(status)

@@ -24,6 +24,7 @@ from importlib import metadata
 
 from mirror.config import MirrorConfig
 from mirror.daemon import DaemonPaths, MirrorDaemon
+from mirror.fdlimits import raise_nofile_limit
 from mirror.i18n import _
 from mirror.localzone import local_zone
 from mirror.locations import ConfigLocation, default_config_dir, pidfile_path, socket_path
@@ -332,6 +333,7 @@ def run_daemon(location: ConfigLocation, config: MirrorConfig, options: DaemonOp
                 from None
         handler = _setup_logging(options, opened)
         opened = None  # the handler owns the descriptor now
+        raise_nofile_limit()  # a flood of clients must never take a sync's descriptors
         zone = local_zone()
         try:
             daemon = MirrorDaemon(location, config, paths, zone)

@@ -11,7 +11,7 @@ caller passes in (the daemon passes ``os.path.realpath``; the default,
 from __future__ import annotations
 
 import os.path
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import tzinfo
 
@@ -109,28 +109,30 @@ class Scheduler:
         head = self.queue.peek()
         return None if head is None else max(0.0, head.due - now)
 
-    def due(self, now: float, conditions: Conditions) -> list[Decision]:
+    def due(self, now: float, conditions: Conditions) -> Iterator[Decision]:
         """Take every entry due at *now* and decide about each, in queue order.
+
+        The entries are taken at once; each decision is made when the caller asks for
+        it, so that a caller starting a burst of tasks starts the first one after one
+        decision rather than after all of them.
 
         Args:
             now: the current time, epoch seconds.
             conditions: load, HTTP connections (read once for this pass); its
                 ``running`` is ignored in favour of the core's own count.
 
-        Returns:
-            The decisions; for START the task now counts as running.
+        Yields:
+            The decisions; for START the task counts as running from then on.
         """
-        decisions = []
         for entry in self.queue.pop_due(now):
             if entry.kind == TIMEOUT:
-                decisions.append(Decision(EXPIRE, entry.name, entry.kind, entry.due))
+                yield Decision(EXPIRE, entry.name, entry.kind, entry.due)
             elif entry.kind == SYSTEM:
-                decisions.append(Decision(SYSTEM_DUE, entry.name, entry.kind, entry.due))
+                yield Decision(SYSTEM_DUE, entry.name, entry.kind, entry.due)
             elif entry.name in self.tasks:
                 decision = self._decide_run(entry, now, conditions)
                 if decision is not None:
-                    decisions.append(decision)
-        return decisions
+                    yield decision
 
     def _decide_run(self, entry: QueueEntry, now: float, conditions: Conditions) -> Decision | None:
         task = self.tasks[entry.name]

@@ -60,7 +60,7 @@ class Simulation:
                     del self.ends[name]
                     self.core.finished(name, self.now, self.outcome(name, self.now))
                     self.log.append((self.now, END, name, ""))
-            for decision in self.core.due(self.now, conditions):
+            for decision in list(self.core.due(self.now, conditions)):
                 self.log.append((self.now, decision.action, decision.name, decision.kind))
                 if decision.action == START:
                     self.ends[decision.name] = self.now + self.durations.get(decision.name, 60)
@@ -192,7 +192,7 @@ def test_start_now_and_system_entries():
     with pytest.raises(KeyError):
         core.start_now("nope", T0)
     core.schedule_system("logclean", T0 + 5)
-    decisions = core.due(T0 + 60, QUIET)
+    decisions = list(core.due(T0 + 60, QUIET))
     assert [(d.action, d.name) for d in decisions] == [(SYSTEM_DUE, "logclean"), (EXPIRE, "a")]
 
 
@@ -256,10 +256,10 @@ def test_wall_clock_steps_run_no_slot_twice_and_lose_none():
     assert [d.action for d in core.due(T0, QUIET)] == [START]
     core.finished("hourly", T0 + 60, True)
     # Stepped back half an hour: the 00:00 slot that already ran does not come again.
-    assert core.due(T0 - 1800, QUIET) == []
+    assert list(core.due(T0 - 1800, QUIET)) == []
     assert core.seconds_until_next(T0 - 1800) == 1.5 * HOUR
     # Stepped forward five hours: the missed slots are one run now, then the schedule goes on.
-    decisions = core.due(T0 + 5 * HOUR + 1, QUIET)
+    decisions = list(core.due(T0 + 5 * HOUR + 1, QUIET))
     assert [(d.action, d.name) for d in decisions] == [(START, "hourly")]
     assert core.queue.get(RUN, "hourly").due == T0 + 6 * HOUR
 
@@ -380,7 +380,7 @@ def test_refusals_and_waits_name_both_directories():
     assert refusal("nested") == ("plain is running and writes /srv/a, which contains the "
                                  "localdir /srv/link/b (→ /srv/a/b)")
     assert refusal("root") == "plain is running and writes /srv/a, which is inside the localdir /"
-    (wait,) = core.due(T0 + HOUR, QUIET)
+    (wait,) = list(core.due(T0 + HOUR, QUIET))
     assert (wait.action, wait.name, wait.reason) == (
         WAIT, "alias", "plain is writing /srv/a, the same directory as /srv/link (→ /srv/a); "
                        "starts when it ends")
