@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 import os
 import shutil
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -131,7 +132,12 @@ def with_plugin_checks(config: MirrorConfig) -> MirrorConfig:
 def _read_text(path: Path, issues: IssueCollector, required: bool) -> str | None:
     """Read and decode a config file; problems go to *issues* and give None."""
     try:
-        with open(path, "rb") as handle:
+        # Non-blocking, so that a FIFO planted in place of the file cannot hang the start.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with os.fdopen(fd, "rb") as handle:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                issues.error(_("not a regular file; give the config file or its directory"))
+                return None
             data = handle.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         if required:
