@@ -332,6 +332,12 @@ class _TaskValidator:
         default_args = DEFAULT_RSYNC_ARGS if task_type == RSYNC else ""
         args = self._value(section, entries, "args", parse_words, parse_words(default_args))
         exclude = self._value(section, entries, "exclude", parse_words, ())
+        if task_type == RSYNC:
+            for key, words in (("args", args), ("exclude", exclude)):
+                if isinstance(words, tuple) and "--" in words:
+                    self._error(section, entries[key][0], _(
+                        "a bare '--' ends rsync's options early, and mirrord puts one before "
+                        "the source and destination itself; remove it"))
         successcodes = self._value(section, entries, "successcodes", parse_exit_codes, ())
         twostage = self._value(section, entries, "twostage", parse_bool, False)
         firststage = None

@@ -165,6 +165,15 @@ def test_local_upstreams_with_dashes_are_absolute_and_fine(tmp_path):
     assert config.tasks[0].upstreams[0] == str(tmp_path / "-upstream")
 
 
+@pytest.mark.parametrize("key", ["args", "exclude"])
+def test_a_bare_double_dash_in_rsync_words_is_refused(tmp_path, key):
+    # rsync would stop reading options there, and take mirrord's own "--" as a file name.
+    config = load(tmp_path, "[general]\n" + GOOD_TASK + f"{key} = --verbose -- --delete\n")
+    (error,) = config.errors
+    assert (error.line, error.section, error.key) == (8, "debian", key)
+    assert "a bare '--' ends rsync's options early" in error.message
+
+
 @pytest.mark.parametrize("missing", ["time", "rsyncdir", "localdir", "upstream[]"])
 def test_missing_required_keys(tmp_path, missing):
     text = "\n".join(line for line in GOOD_TASK.splitlines()
