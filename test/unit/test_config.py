@@ -170,7 +170,7 @@ def test_a_bare_double_dash_in_rsync_words_is_refused(tmp_path, key):
     # rsync would stop reading options there, and take mirrord's own "--" as a file name.
     config = load(tmp_path, "[general]\n" + GOOD_TASK + f"{key} = --verbose -- --delete\n")
     (error,) = config.errors
-    assert (error.line, error.section, error.key) == (8, "debian", key)
+    assert (error.line, error.section, error.key) == (9, "debian", key)
     assert "a bare '--' ends rsync's options early" in error.message
 
 
