@@ -109,3 +109,41 @@ def test_settings_are_validated_with_lines_and_defaults_filled_in():
                                                                     "host": "localhost"}
     assert validate(schema, None, IssueCollector("plugin.ini")) == {"port": 25,
                                                                     "host": "localhost"}
+
+
+def test_the_status_files_are_rewritten_at_most_once_a_second(tmp_path):
+    """A busy site must cost the loop a snapshot a second, not one per event."""
+    from mirror.plugins.taskstatus import MIN_INTERVAL, TaskStatus
+
+    arrivals = [1000.0 + number * 0.01 for number in range(300)]  # 3 s of events
+    clock = [arrivals[0]]
+    handling = [0]  # the index of the event being handled
+    snapshots = []
+
+    class Host:
+        state_directory = str(tmp_path)
+
+        def events_pending(self) -> int:  # arrived, and not yet handled
+            return sum(1 for when in arrivals[handling[0] + 1:] if when <= clock[0])
+
+        def snapshot(self):
+            snapshots.append(clock[0])
+            raise TimeoutError  # what a stopping loop answers: nothing is written
+
+        def register_event_handler(self, *_args) -> None:
+            pass
+
+    plugin = TaskStatus("TaskStatus")
+    plugin.host = Host()
+    plugin.settings = {"status_file": "", "jobs_file": ""}
+    plugin.enable()
+    plugin.clock = lambda: clock[0]
+    plugin.sleep = lambda seconds: clock.__setitem__(0, clock[0] + seconds)
+    for number, when in enumerate(arrivals):
+        handling[0] = number
+        clock[0] = max(clock[0], when)
+        plugin.on_change()
+    assert 3 <= len(snapshots) <= 5  # not 300
+    assert all(later - earlier >= MIN_INTERVAL
+               for earlier, later in zip(snapshots, snapshots[1:]))
+    assert snapshots[-1] >= arrivals[-1]  # the last event is always written
