@@ -47,10 +47,10 @@ def test_a_held_lock_refuses_a_second_owner(tmp_path):
 
 def start_holder(path: str, pid: int = 0) -> subprocess.Popen:
     """A process that locks *path* and writes *pid* (its own by default) into it."""
-    holder = subprocess.Popen([sys.executable, "-c", HOLDER.replace("int(sys.argv[2])",
-                                                                     str(pid) if pid else "os.getpid()")
-                               .replace("import sys", "import os, sys"), path],
-                              stdout=subprocess.PIPE, text=True)
+    written = str(pid) if pid else "os.getpid()"
+    script = HOLDER.replace("int(sys.argv[2])", written).replace("import sys", "import os, sys")
+    holder = subprocess.Popen([sys.executable, "-c", script, path], stdout=subprocess.PIPE,
+                              text=True)
     assert holder.stdout.readline().strip() == "held"
     return holder
 
