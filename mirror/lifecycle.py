@@ -73,8 +73,8 @@ def default_statefile(location: ConfigLocation | None = None) -> str:
     The directory: systemd's $STATE_DIRECTORY (a unit's StateDirectory=); else
     /var/lib/mirror for root, $XDG_STATE_HOME/mirror for others. The file:
     ``state.json`` for the default config directory (/etc/mirror, or the user's
-    ~/.config/mirror), ``state-NAME-HASH.json`` for any other -c directory, so that
-    two daemons with different configs never share one history.
+    ~/.config/mirror), ``state-NAME-HASH.json`` for any other -c directory (HASH of its
+    real path), so that two daemons with different configs never share one history.
     """
     given = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
     if given:
@@ -92,8 +92,8 @@ def statefile_name(location: ConfigLocation | None) -> str:
     """``state.json`` for the default config directory, else ``state-NAME-HASH.json``."""
     if location is None:
         return STATEFILE_NAME
-    config_dir = os.path.abspath(location.directory)
-    if config_dir == os.path.abspath(default_config_dir()):
+    config_dir = os.path.realpath(location.directory)
+    if config_dir == os.path.realpath(default_config_dir()):
         return STATEFILE_NAME
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", os.path.basename(config_dir)).strip("._") or "root"
     digest = hashlib.sha256(config_dir.encode("utf-8", "surrogateescape")).hexdigest()[:8]
@@ -155,22 +155,44 @@ class SafeFileHandler(logging.handlers.WatchedFileHandler):
     """The daemon's log: opened without following links, and reopened the same way when
     logrotate moves it.
 
-    The standard WatchedFileHandler raises from emit() when stat() on the path fails with
-    anything but "not found" (a directory made unreadable, say), which would end the daemon
-    over a log line; this one keeps logging to the open file then.
+    When the new file cannot be opened (the daemon's user may not create files in a
+    root-owned log directory; logrotate's ``create`` or ``copytruncate`` avoid that), it
+    goes on writing to the file it has, says so there once, and tries again at the next
+    line. It never raises from emit().
     """
 
     def __init__(self, path: str, fd: int) -> None:
         super().__init__(path, mode="a", encoding="utf-8", delay=True)
         self.stream = os.fdopen(fd, "a", encoding="utf-8")
         self._statstream()
+        self._reopen_failed = False
 
     def _open(self):  # type: ignore[no-untyped-def]
         return os.fdopen(open_file(self.baseFilename, LOG_FLAGS), "a", encoding="utf-8")
 
     def reopenIfNeeded(self) -> None:
-        with contextlib.suppress(OSError):
-            super().reopenIfNeeded()
+        try:
+            now = os.stat(self.baseFilename)
+        except FileNotFoundError:
+            now = None
+        except OSError:
+            return  # cannot tell (a directory made unreadable): keep the open file
+        if now is not None and (now.st_dev, now.st_ino) == (self.dev, self.ino):
+            return
+        try:
+            stream = self._open()
+        except OSError as problem:
+            if not self._reopen_failed:
+                self._reopen_failed = True
+                with contextlib.suppress(OSError, ValueError):
+                    self.stream.write(f"mirrord: cannot reopen {self.baseFilename} after it "
+                                      f"moved ({problem}); logging here until it can\n")
+            return
+        with contextlib.suppress(OSError, ValueError):
+            self.stream.close()
+        self.stream = stream
+        self._statstream()
+        self._reopen_failed = False
 
 
 def _open_logfile(options: DaemonOptions, owner: int | None) -> tuple[str, int] | None:

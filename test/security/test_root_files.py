@@ -188,3 +188,37 @@ def test_a_fifo_in_place_of_the_config_does_not_hang_the_start(site, second_user
     assert result.returncode == 1
     assert f"{home}/plugin.ini: not a regular file" in result.stderr
     assert_untouched(site)
+
+
+def test_the_log_in_a_root_directory_survives_logrotate(site, second_user, python_for_users):
+    """The daemon's user cannot create a file in root's log directory: after logrotate
+    moves the log it keeps writing to the moved file, and takes the new one once logrotate
+    ("create") has made it."""
+    home = site["home"]
+    logs = home.parent / "root-logs"
+    logs.mkdir(mode=0o755)
+    log = logs / "mirrord.log"
+    argv = [python_for_users, "-m", "mirror", "-c", str(home), "-P", str(home / "mirrord.pid"),
+            "-D", "-l", str(log), "-u", second_user.name]
+    daemon = subprocess.Popen(argv, stderr=subprocess.DEVNULL, env=dict(os.environ, TZ="UTC"))
+
+    def run_quick() -> None:
+        reply = request(str(home / "mirrord.sock"), {"command": "run", "name": "quick",
+                                                     "wait": True}, timeout=30)
+        assert reply["ok"], reply
+
+    try:
+        wait_for(lambda: answers(home / "mirrord.sock"), what="the daemon")
+        log.rename(logs / "mirrord.log.1")
+        run_quick()
+        moved = (logs / "mirrord.log.1").read_text()
+        wait_for(lambda: "quick: success" in (logs / "mirrord.log.1").read_text(),
+                 what="the run's line in the moved log")
+        assert f"cannot reopen {log} after it moved" in moved
+        log.touch()
+        os.chown(log, second_user.uid, second_user.gid)  # what logrotate's "create" does
+        run_quick()
+        wait_for(lambda: "quick: success" in log.read_text(), what="the run in the new log")
+    finally:
+        daemon.terminate()
+        assert daemon.wait(30) == 0
