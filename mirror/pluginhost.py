@@ -13,8 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent import futures
 from concurrent.futures import Future
 from dataclasses import replace
-from importlib import metadata
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from mirror import component
 from mirror.diagnostics import IssueCollector
@@ -28,6 +27,9 @@ from mirror.schedule import CronSchedule
 from mirror.snapshot import Snapshot
 from mirror.sysinfo import SystemProbe
 from mirror.task import GeneralSettings
+
+if TYPE_CHECKING:
+    from importlib import metadata
 
 log = logging.getLogger(__name__)
 

@@ -4,20 +4,25 @@
 A plugin declares its keys as :class:`Setting` values; every plugin also
 accepts ``enabled``. Problems are reported like mirror.ini's, e.g.
 ``plugin.ini:4: [slatefish] listen: 'x' is not HOST:PORT (use 127.0.0.1:8000)``.
+
+The config loader imports this module, so it imports nothing heavy at load:
+importlib.metadata (with the email package) only when plugins are discovered,
+difflib only when a key is unknown.
 """
 from __future__ import annotations
 
-import difflib
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from importlib import metadata
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mirror.diagnostics import IssueCollector
 from mirror.i18n import _
 from mirror.inifile import Section
 from mirror.values import parse_bool
+
+if TYPE_CHECKING:
+    from importlib import metadata
 
 ENABLED = "enabled"
 ENTRY_POINT_GROUP = "mirror.plugin.mirrorplugin"
@@ -98,6 +103,8 @@ def validate(schema: tuple[Setting, ...], section: PluginSection | None,
             continue
         setting = known.get(key)
         if setting is None:
+            import difflib
+
             close = difflib.get_close_matches(key, [*known, ENABLED], n=1)
             hint = (_("did you mean {key}?").format(key=close[0]) if close
                     else _("known keys: {keys}").format(keys=", ".join(sorted(known))))
@@ -127,6 +134,8 @@ def validate(schema: tuple[Setting, ...], section: PluginSection | None,
 
 def discover() -> list[metadata.EntryPoint]:
     """The group's entry points in every installed distribution, by name; duplicates dropped."""
+    from importlib import metadata
+
     found: dict[str, metadata.EntryPoint] = {}
     for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
         if entry.name in found:

@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """What Notifier's mails say: which runs deserve one, their subject and body, and the log tail.
 
-Pure functions apart from :func:`read_tail`, which reads the end of a file.
+Pure functions apart from :func:`read_tail`, which reads the end of a file. The
+email package is imported by :func:`message`, when a mail is made.
 """
 from __future__ import annotations
 
@@ -9,14 +10,16 @@ import dataclasses
 import os
 import re
 from datetime import datetime, tzinfo
-from email.message import EmailMessage
-from email.utils import formatdate, make_msgid
+from typing import TYPE_CHECKING
 
 from mirror.events import RunFinishedEvent
 from mirror.localzone import iso
 from mirror.plugins.feeds import result_message
 from mirror.snapshot import TaskView
 from mirror.state import FAILED, SUCCESS, TIMEOUT
+
+if TYPE_CHECKING:
+    from email.message import EmailMessage
 
 FAILURE = "failure"
 RECOVERY = "recovery"
@@ -179,6 +182,9 @@ def body(event: RunFinishedEvent, kind: str, view: TaskView | None, zone: tzinfo
 
 def message(subject_text: str, text: str, sender: str, recipients: tuple[str, ...]) -> EmailMessage:
     """A plain-text UTF-8 mail from *sender* to *recipients*, with Date and Message-ID."""
+    from email.message import EmailMessage
+    from email.utils import formatdate, make_msgid
+
     mail = EmailMessage()
     mail["Subject"] = subject_text
     mail["From"] = sender

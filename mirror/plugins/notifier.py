@@ -6,16 +6,17 @@ fails or times out after a success (or first ever run), a recovery mail when a
 run succeeds after failures. Mails go out through SMTP on the plugin's own
 thread; a server that cannot be reached is logged and delays only this plugin.
 See docs/plugins.md.
+
+smtplib and ssl are imported when the first mail is sent, not when the plugin
+loads: together with hashlib (OpenSSL's libcrypto) they are about 5 MB of the
+daemon's resident memory, and most daemons never mail.
 """
 from __future__ import annotations
 
 import logging
-import smtplib
 import socket
-import ssl
-from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mirror.durations import parse_duration
 from mirror.events import RunFinishedEvent
@@ -26,6 +27,10 @@ from mirror.pluginbase import PluginBase
 from mirror.plugins import mailtext
 from mirror.pluginsettings import Setting
 from mirror.values import parse_absolute_path, parse_bool, parse_emails
+
+if TYPE_CHECKING:
+    import smtplib
+    from email.message import EmailMessage
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +160,9 @@ class Notifier(PluginBase):
         Returns:
             True if the server accepted it for at least one recipient.
         """
+        import smtplib  # lazy: see the module docstring
+        import ssl
+
         settings = self.settings
         password = None
         if settings["user"] is not None:
@@ -186,6 +194,9 @@ class Notifier(PluginBase):
         return True
 
     def _connect(self) -> smtplib.SMTP:
+        import smtplib  # lazy: see the module docstring
+        import ssl
+
         settings = self.settings
         if settings["ssl"]:
             return smtplib.SMTP_SSL(settings["host"], self.port, timeout=settings["timeout"],

@@ -7,7 +7,9 @@ and the scheduler never waits for a client. A reload that changes ``listen``
 moves the server to the new address. See docs/plugins.md.
 
 This module stays light: ``mirrord --check`` imports it to read SETTINGS. The
-server and prometheus_client are imported by :meth:`SlateFish.enable`.
+server is imported by :meth:`SlateFish.enable`; prometheus_client, and the code
+of each document, at the first request for it (see
+:mod:`mirror.plugins.slatefish.app`).
 """
 from __future__ import annotations
 

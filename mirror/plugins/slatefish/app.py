@@ -3,6 +3,12 @@
 
 Each request takes its own snapshot through the host (a round trip into the
 daemon's loop); when the loop does not answer, the request gets a 503.
+
+Each document's module is imported at its route's first request, so an idle
+status page holds none of them: :mod:`~mirror.plugins.slatefish.metrics` with
+prometheus_client (several MB of resident memory with the ssl and hashlib it
+brings; the first ``/metrics`` takes some 0.1 s longer), the page with
+:mod:`html`'s entity table, the API.
 """
 from __future__ import annotations
 
@@ -10,16 +16,18 @@ import json
 import logging
 from collections.abc import Callable
 from http import HTTPStatus
+from typing import TYPE_CHECKING
 
 from mirror.loopcalls import UNANSWERED
-from mirror.pluginhost import HostAPI
 from mirror.plugins.feeds import jobs_document
-from mirror.plugins.slatefish import metrics
-from mirror.plugins.slatefish.api import api_document
-from mirror.plugins.slatefish.page import render_page
 from mirror.plugins.slatefish.server import Response, text_response
-from mirror.policy import Conditions
-from mirror.snapshot import Snapshot
+
+if TYPE_CHECKING:
+    from prometheus_client.registry import CollectorRegistry
+
+    from mirror.pluginhost import HostAPI
+    from mirror.policy import Conditions
+    from mirror.snapshot import Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +47,7 @@ class StatusApplication:
 
     def __init__(self, host: HostAPI) -> None:
         self._host = host
-        self._registry = metrics.new_registry(self._metrics_source)
+        self._registry: CollectorRegistry | None = None  # made at the first /metrics
         self._routes: dict[str, Callable[[], Response]] = {
             "/": self._page, "/api/status": self._api, "/jobs": self._jobs,
             "/metrics": self._metrics}
@@ -68,10 +76,14 @@ class StatusApplication:
         return self._host.snapshot(SNAPSHOT_TIMEOUT)
 
     def _page(self) -> Response:
+        from mirror.plugins.slatefish.page import render_page
+
         return Response(HTTPStatus.OK, render_page(self._snapshot()).encode(),
                         "text/html; charset=utf-8", PAGE_HEADERS)
 
     def _api(self) -> Response:
+        from mirror.plugins.slatefish.api import api_document
+
         return _json(api_document(self._snapshot()))
 
     def _jobs(self) -> Response:
@@ -81,7 +93,14 @@ class StatusApplication:
         return self._snapshot(), self._host.system_conditions()
 
     def _metrics(self) -> Response:
-        return Response(HTTPStatus.OK, metrics.exposition(self._registry), metrics.CONTENT_TYPE,
+        from mirror.plugins.slatefish import metrics
+
+        registry = self._registry
+        if registry is None:
+            # Two first scrapes at once may each make one; the registry keeps no state, so
+            # whichever is kept serves the same.
+            registry = self._registry = metrics.new_registry(self._metrics_source)
+        return Response(HTTPStatus.OK, metrics.exposition(registry), metrics.CONTENT_TYPE,
                         COMMON_HEADERS)
 
 

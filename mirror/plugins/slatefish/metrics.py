@@ -3,7 +3,9 @@
 
 Uses a private registry holding one custom collector, so nothing is kept
 between scrapes and nothing touches prometheus_client's global registry.
-Only SlateFish imports this module (prometheus_client is slow to import).
+SlateFish imports this module at the first ``/metrics`` request, not before:
+prometheus_client pulls in http.server, urllib.request, ssl and hashlib, several
+megabytes of resident memory that a daemon nobody scrapes should not carry.
 """
 from __future__ import annotations
 
