@@ -123,6 +123,7 @@ class MirrorDaemon:
         self.systemd = SystemdNotifier()
         self._state_flush_at: float | None = None  # monotonic; None when nothing is unsaved
         self._held_events: list[MirrorEvent] | None = None  # during a scheduling pass
+        self.child_environ: dict[str, str] = dict(os.environ)  # taken again in serve()
         self._state_written_at = -STATE_FLUSH_SECONDS  # monotonic
         self._state_error_logged = -STATE_ERROR_LOG_SECONDS  # monotonic time of the last
         # Created in serve(), after detaching closed every other descriptor.
@@ -139,6 +140,9 @@ class MirrorDaemon:
             signals_fd: the read end of the signal wakeup pipe.
             drain_signals: returns the signal numbers received since the last call.
         """
+        # The children's environment, as a plain dict: posix_spawn would otherwise walk
+        # os.environ through Python-level iteration for every child of a burst.
+        self.child_environ = dict(os.environ)
         self.selector = selectors.DefaultSelector()
         self.timer = WallTimer()
         self.selector.register(signals_fd, selectors.EVENT_READ, None)
@@ -365,7 +369,7 @@ class MirrorDaemon:
             return
         try:
             write_line(fd, header_line(run, now, self.zone))
-            run.pid = spawn(run.argv, fd)
+            run.pid = spawn(run.argv, fd, self.child_environ)
         except OSError as problem:
             message = f"cannot run {run.argv[0]}: {problem.strerror or problem}"
             write_line(fd, f"=== mirrord: {message}\n")

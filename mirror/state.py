@@ -7,7 +7,7 @@ import logging
 import os
 import signal
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 
 from mirror.atomicfile import write_atomically
 from mirror.i18n import _
@@ -134,6 +134,7 @@ class StateStore:
             OSError: the directory is not writable.
         """
         document = {"version": FORMAT_VERSION,
-                    "tasks": {name: asdict(state) for name, state in sorted(states.items())}}
+                    # vars(), not asdict(): every field is a plain value, nothing to deep-copy
+                    "tasks": {name: vars(state) for name, state in sorted(states.items())}}
         write_atomically(self.path, json.dumps(document, separators=(",", ":"),
                                                sort_keys=True))
