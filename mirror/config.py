@@ -7,7 +7,6 @@ in a file's content makes these functions raise.
 """
 from __future__ import annotations
 
-import difflib
 import os
 import shutil
 import stat
@@ -207,6 +206,8 @@ def parse_mirror_ini(text: str, file: str, base_dir: Path,
 
 
 def _suggest(key: str, known: tuple[str, ...]) -> str:
+    import difflib  # only for a mistyped key
+
     close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
     if close:
         return _("unknown key '{key}' (did you mean '{match}'?)").format(key=key, match=close[0])

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import tzinfo
-from importlib import metadata
+from typing import TYPE_CHECKING
 
 from mirror.commandline import stage_argvs
 from mirror.config import MirrorConfig, load_config
@@ -70,6 +70,9 @@ from mirror.sysinfo import SystemProbe
 from mirror.task import RSYNC
 from mirror.taskqueue import RUN
 from mirror.wallclock import CLOCK_SET, WallTimer
+
+if TYPE_CHECKING:
+    from importlib import metadata
 
 log = logging.getLogger(__name__)
 

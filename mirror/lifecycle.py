@@ -7,9 +7,7 @@ message on the terminal and gets exit status 1.
 from __future__ import annotations
 
 import contextlib
-import cProfile
 import grp
-import hashlib
 import importlib.util
 import logging
 import logging.handlers
@@ -20,7 +18,7 @@ import shlex
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import metadata
+from typing import TYPE_CHECKING
 
 from mirror.config import MirrorConfig
 from mirror.daemon import DaemonPaths, MirrorDaemon
@@ -34,6 +32,9 @@ from mirror.process import become_subreaper
 from mirror.safeopen import UnsafePath, open_file
 from mirror.signals import SignalPipe
 from mirror.state import StateFileError
+
+if TYPE_CHECKING:
+    from importlib import metadata
 
 log = logging.getLogger("mirror")
 
@@ -96,8 +97,21 @@ def statefile_name(location: ConfigLocation | None) -> str:
     if config_dir == os.path.realpath(default_config_dir()):
         return STATEFILE_NAME
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", os.path.basename(config_dir)).strip("._") or "root"
-    digest = hashlib.sha256(config_dir.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    digest = _sha256(config_dir.encode("utf-8", "surrogateescape")).hexdigest()[:8]
     return f"state-{name}-{digest}.json"
+
+
+def _sha256(data: bytes):  # type: ignore[no-untyped-def]
+    """hashlib's sha256 without importing hashlib, which maps OpenSSL's libcrypto (about
+    3.5 MB of the daemon's memory) for one digest at start."""
+    try:
+        from _sha2 import sha256  # Python 3.12+
+    except ImportError:
+        try:
+            from _sha256 import sha256  # up to 3.11
+        except ImportError:
+            from hashlib import sha256
+    return sha256(data)
 
 
 def _ensure_directory(path: str, what: str, hint: str) -> None:
@@ -381,7 +395,11 @@ def run_daemon(location: ConfigLocation, config: MirrorConfig, options: DaemonOp
         become_subreaper()
         signals = SignalPipe()
         daemon.load_plugins(entries)
-        profiler = cProfile.Profile() if options.profile else None
+        profiler = None
+        if options.profile:
+            import cProfile
+
+            profiler = cProfile.Profile()
         if profiler:
             profiler.enable()
         try:

@@ -58,6 +58,16 @@ def build_upstream_tree(root: Path) -> None:
     os.link(root / "docs" / "README", root / "docs" / "README.hardlink")
 
 
+def answers(socket_path: Path) -> bool:
+    """Whether a daemon answers on *socket_path*. The socket exists a moment before the
+    daemon's signal handlers are set up, so tests that signal a daemon wait for this."""
+    try:
+        request(str(socket_path), {"command": "queue"}, timeout=2)
+    except (DaemonUnavailable, OSError):
+        return False
+    return True
+
+
 @dataclass
 class RsyncDaemon:
     port: int
@@ -129,11 +139,7 @@ class Mirrord:
         return self
 
     def answers(self) -> bool:
-        try:
-            request(str(self.socket), {"command": "queue"}, timeout=2)
-            return True
-        except (DaemonUnavailable, OSError):
-            return False
+        return answers(self.socket)
 
     @property
     def pid(self) -> int:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from mirror.pidfile import read_pid
-from test.integration.conftest import alive, general, wait_for
+from test.integration.conftest import alive, answers, general, wait_for
 
 QUICK = "[quick]\ntype = simple\ncommand = sh\nargs = -c 'id -u > \"$0\"' @DIR@/whoami\n" \
         "time = 0 0 1 1 *\n"
@@ -62,7 +62,7 @@ def test_user_and_group_switch_after_setup(shared_dir, python_for_users):
                                               python=python_for_users),
                               stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: (tmp_path / "mirrord.sock").exists(), what="the socket")
+        wait_for(lambda: answers(tmp_path / "mirrord.sock"), what="the daemon")
         wait_for(lambda: proc_status(daemon.pid)["Uid"].split()[0] == str(nobody.pw_uid),
                  what="the switch to nobody")
         status = proc_status(daemon.pid)
@@ -139,7 +139,7 @@ def test_log_reopens_after_logrotate_and_truncates_unless_r(tmp_path):
     daemon = subprocess.Popen(mirrord_command(tmp_path, "-D", "-l", str(log)),
                               stderr=subprocess.DEVNULL)
     try:
-        wait_for(lambda: (tmp_path / "mirrord.sock").exists(), what="the socket")
+        wait_for(lambda: answers(tmp_path / "mirrord.sock"), what="the daemon")
         assert "old line" not in log.read_text()
         log.rename(tmp_path / "mirrord.log.1")
         subprocess.run(mirrord_command(tmp_path, "--run", "quick", "--wait"), check=True,
@@ -166,7 +166,7 @@ def test_quiet_writes_no_log_and_profile_is_written_on_exit(tmp_path):
     log = tmp_path / "mirrord.log"
     daemon = subprocess.Popen(mirrord_command(tmp_path, "-D", "-q", "-l", str(log),
                                               "--profile"), stderr=subprocess.PIPE, text=True)
-    wait_for(lambda: (tmp_path / "mirrord.sock").exists(), what="the socket")
+    wait_for(lambda: answers(tmp_path / "mirrord.sock"), what="the daemon")
     daemon.terminate()
     assert daemon.wait(30) == 0
     assert not log.exists() and daemon.stderr.read() == ""

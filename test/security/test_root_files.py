@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from mirror.control import DaemonUnavailable, request
-from test.integration.conftest import general, wait_for
+from mirror.control import request
+from test.integration.conftest import answers, general, wait_for
 from test.security.conftest import SecondUser
 
 VICTIM_TEXT = "root's precious file\n"
@@ -60,14 +60,6 @@ def start_as_root(python: str, home: Path, user: SecondUser, *extra: str,
                             env=dict(os.environ, TZ="UTC"))
     assert "Traceback" not in result.stderr, result.stderr
     return result
-
-
-def answers(socket: Path) -> bool:
-    try:
-        request(str(socket), {"command": "queue"}, timeout=2)
-    except (DaemonUnavailable, OSError):
-        return False
-    return True
 
 
 def plant(user: SecondUser, *commands: str) -> None:

@@ -216,7 +216,9 @@ class HttpServer:
         where = address_text(self.address)
         try:
             family, kind, proto, _name, sockaddr = socket.getaddrinfo(
-                host, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)[0]
+                # bytes, not str: a str host loads the idna codec (stringprep, unicodedata)
+                host.encode(), port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0,
+                socket.AI_PASSIVE)[0]
         except socket.gaierror as problem:
             raise ListenError(f"cannot listen on {where}: {problem.strerror}") from None
         listener = socket.socket(family, kind, proto)
