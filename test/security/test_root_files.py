@@ -68,32 +68,17 @@ def plant(user: SecondUser, *commands: str) -> None:
         user.run(["/bin/sh", "-c", command], check=True)
 
 
-def test_a_pidfile_symlink_to_a_root_file(site, second_user, python_for_users):
+@pytest.mark.parametrize(("name", "refusal"), [
+    ("mirrord.pid", "{path}: is a symbolic link"),
+    ("state.json", "cannot use the state file {path}: {path}: is a symbolic link"),
+    ("mirrord.log", "cannot open the log file {path}: {path}: is a symbolic link"),
+])
+def test_a_symlink_to_a_root_file(site, second_user, python_for_users, name, refusal):
     home = site["home"]
-    plant(second_user, f"ln -s {site['victim']} {home}/mirrord.pid")
+    plant(second_user, f"ln -s {site['victim']} {home}/{name}")
     result = start_as_root(python_for_users, home, second_user)
     assert result.returncode == 1
-    assert f"{home}/mirrord.pid: is a symbolic link" in result.stderr
-    assert_untouched(site)
-
-
-def test_a_state_file_symlink_to_a_root_file(site, second_user, python_for_users):
-    home = site["home"]
-    plant(second_user, f"ln -s {site['victim']} {home}/state.json")
-    result = start_as_root(python_for_users, home, second_user)
-    assert result.returncode == 1
-    assert f"cannot use the state file {home}/state.json" in result.stderr
-    assert "is a symbolic link" in result.stderr
-    assert_untouched(site)
-
-
-def test_a_daemon_log_symlink_to_a_root_file(site, second_user, python_for_users):
-    home = site["home"]
-    plant(second_user, f"ln -s {site['victim']} {home}/mirrord.log")
-    result = start_as_root(python_for_users, home, second_user)
-    assert result.returncode == 1
-    assert f"cannot open the log file {home}/mirrord.log" in result.stderr
-    assert "is a symbolic link" in result.stderr
+    assert refusal.format(path=home / name) in result.stderr
     assert_untouched(site)
 
 
