@@ -29,7 +29,7 @@ from mirror.sysinfo import SystemProbe
 from mirror.task import GeneralSettings
 
 if TYPE_CHECKING:
-    from importlib import metadata
+    from mirror.entrypoints import EntryPointLike
 
 log = logging.getLogger(__name__)
 
@@ -155,7 +155,7 @@ class PluginHost:
         self.general = general
 
     def load(self, sections: Mapping[str, PluginSection], general: GeneralSettings,
-             entries: Iterable[metadata.EntryPoint] | None = None) -> None:
+             entries: Iterable[EntryPointLike] | None = None) -> None:
         """Load, construct and enable every plugin not switched off in plugin.ini."""
         self.general = general
         raw = {name: dict(section.raw) for name, section in sections.items()}

@@ -6,8 +6,9 @@ accepts ``enabled``. Problems are reported like mirror.ini's, e.g.
 ``plugin.ini:4: [slatefish] listen: 'x' is not HOST:PORT (use 127.0.0.1:8000)``.
 
 The config loader imports this module, so it imports nothing heavy at load:
-importlib.metadata (with the email package) only when plugins are discovered,
-difflib only when a key is unknown.
+difflib only when a key is unknown. Plugins are discovered by mirror.entrypoints,
+which reads the distributions' entry_points.txt itself and imports
+importlib.metadata (with the email package) only when it must.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from mirror.inifile import Section
 from mirror.values import parse_bool
 
 if TYPE_CHECKING:
-    from importlib import metadata
+    from mirror.entrypoints import EntryPointLike
 
 ENABLED = "enabled"
 ENTRY_POINT_GROUP = "mirror.plugin.mirrorplugin"
@@ -132,12 +133,25 @@ def validate(schema: tuple[Setting, ...], section: PluginSection | None,
     return values if ok else None
 
 
-def discover() -> list[metadata.EntryPoint]:
-    """The group's entry points in every installed distribution, by name; duplicates dropped."""
-    from importlib import metadata
+def discover() -> list[EntryPointLike]:
+    """The plugins: the entry points of the group ``mirror.plugin.mirrorplugin`` in every
+    installed distribution (the first copy of each distribution on sys.path, as
+    ``importlib.metadata.entry_points(group=...)`` finds them), sorted by name. Of two
+    plugins with the same name the first found is kept and the other is logged.
 
-    found: dict[str, metadata.EntryPoint] = {}
-    for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
+    Returns:
+        Objects with ``name``, ``value``, ``group`` and ``load()`` (see
+        :mod:`mirror.entrypoints`; importlib.metadata's own when it had to be asked).
+        A distribution whose entry_points.txt is malformed is logged and left out.
+
+    Raises:
+        Exception: importlib.metadata had to be asked (a zip file on sys.path, say) and
+            failed (see :func:`mirror.entrypoints.entry_points`).
+    """
+    from mirror.entrypoints import entry_points
+
+    found: dict[str, EntryPointLike] = {}
+    for entry in entry_points(ENTRY_POINT_GROUP):
         if entry.name in found:
             log.error("two plugins are called %s (%s and %s); only the first is used",
                       entry.name, found[entry.name].value, entry.value)

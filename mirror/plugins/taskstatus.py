@@ -5,6 +5,11 @@ Both are rewritten, atomically, from a fresh snapshot whenever a task is
 queued, starts, finishes or gets a new size, and after a reload; at most once
 a second (MIN_INTERVAL), so that a busy site (1,000 runs ending in the same
 minute) costs the loop one snapshot a second, not one per event.
+
+The files are written a task at a time: the text is exactly what
+``json.dumps(document, indent=2, ensure_ascii=False) + "\\n"`` gives, but neither
+the whole document nor its whole text is ever built. Built whole, the two files of
+1,000 tasks left the daemon's resident memory about 2.4 MB bigger for good.
 """
 from __future__ import annotations
 
@@ -12,6 +17,8 @@ import json
 import logging
 import os
 import time
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
 
 from mirror.atomicfile import write_atomically
 from mirror.events import MirrorEvent
@@ -19,6 +26,7 @@ from mirror.loopcalls import UNANSWERED
 from mirror.pluginbase import PluginBase
 from mirror.plugins.feeds import jobs_document, status_document
 from mirror.pluginsettings import Setting
+from mirror.snapshot import Snapshot
 from mirror.values import parse_absolute_path
 
 log = logging.getLogger(__name__)
@@ -32,6 +40,58 @@ TRIGGERS = ("MirrorStartEvent", "TaskEnqueueEvent", "TaskStartEvent", "RunFinish
 def parse_optional_path(text: str) -> str:
     """An absolute path, or nothing (the default)."""
     return parse_absolute_path(text) if text.strip() else ""
+
+
+def _deeper(text: str) -> str:
+    """Indented JSON *text* one level (2 spaces) deeper. JSON text has newlines only between
+    its tokens (a string escapes its own), so each one starts a line to indent."""
+    return text.replace("\n", "\n  ")
+
+
+def object_pieces(members: Iterable[tuple[str, object]]) -> Iterator[str]:
+    """The JSON object of *members* (key and value; each key once) with a newline after it,
+    as ``json.dumps(dict(members), indent=2, ensure_ascii=False) + "\\n"`` writes it,
+    yielded a member at a time as *members* yields them.
+
+    Raises:
+        TypeError: a value JSON cannot represent.
+        ValueError: a value that contains itself.
+    """
+    encoder = json.JSONEncoder(indent=2, ensure_ascii=False)
+    opener = "{\n  "
+    for key, value in members:
+        yield f"{opener}{encoder.encode(key)}: {_deeper(encoder.encode(value))}"
+        opener = ",\n  "
+    yield "{}\n" if opener == "{\n  " else "\n}\n"
+
+
+def array_pieces(values: Iterable[object]) -> Iterator[str]:
+    """The JSON array of *values* with a newline after it, as
+    ``json.dumps(list(values), indent=2, ensure_ascii=False) + "\\n"`` writes it, yielded a
+    value at a time as *values* yields them.
+
+    Raises:
+        TypeError: a value JSON cannot represent.
+        ValueError: a value that contains itself.
+    """
+    encoder = json.JSONEncoder(indent=2, ensure_ascii=False)
+    opener = "[\n  "
+    for value in values:
+        yield opener + _deeper(encoder.encode(value))
+        opener = ",\n  "
+    yield "[]\n" if opener == "[\n  " else "\n]\n"
+
+
+def status_members(snapshot: Snapshot) -> Iterator[tuple[str, object]]:
+    """:func:`status_document`'s members (task name, entry), made one task at a time."""
+    for task in snapshot.tasks:
+        yield from status_document(replace(snapshot, tasks=(task,))).items()
+
+
+def jobs_values(snapshot: Snapshot) -> Iterator[object]:
+    """:func:`jobs_document`'s values (one object per task), made one task at a time."""
+    for task in snapshot.tasks:
+        yield from jobs_document(replace(snapshot, tasks=(task,)))
 
 
 class TaskStatus(PluginBase):
@@ -83,13 +143,15 @@ class TaskStatus(PluginBase):
             snapshot = self.host.snapshot()
         except UNANSWERED:
             return  # stopping: the files keep what they last said
-        self._write(self.status_file, status_document(snapshot))
+        self._write(self.status_file, object_pieces(status_members(snapshot)))
         if self.jobs_file:
-            self._write(self.jobs_file, jobs_document(snapshot))
+            self._write(self.jobs_file, array_pieces(jobs_values(snapshot)))
 
     @staticmethod
-    def _write(path: str, document: object) -> None:
+    def _write(path: str, pieces: Iterable[str]) -> None:
+        """Write the text *pieces* make to *path*, atomically, as they come; a failure to
+        write is logged."""
         try:
-            write_atomically(path, json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+            write_atomically(path, pieces)
         except OSError as problem:
             log.error("cannot write %s: %s", path, problem.strerror or problem)

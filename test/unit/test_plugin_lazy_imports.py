@@ -18,10 +18,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 
-# Loaded by no built-in plugin until it is used.
+# Loaded by no built-in plugin until it is used. Discovery reads entry_points.txt itself
+# (mirror.entrypoints): importlib.metadata and what it imports (email.message, csv) stay out.
 HEAVY = ("prometheus_client", "mirror.plugins.slatefish.metrics", "smtplib", "ssl", "_ssl",
          "hashlib", "_hashlib", "email.generator", "html", "difflib", "http.server",
-         "urllib.request")
+         "urllib.request", "importlib.metadata", "email.message", "csv")
 
 # Loads every built-in plugin through PluginHost as the daemon does (default settings, the
 # status page on a free port), lets them idle, then uses the status page and the mailer.
@@ -144,3 +145,26 @@ def test_plugin_modules_and_settings_import_light():
     assert done.returncode == 0, done.stderr
     # config.py imports difflib itself (for mirror.ini's unknown keys); all else is lazy.
     assert set(json.loads(done.stdout)) <= {"difflib"}
+
+
+def test_discovery_reads_entry_points_without_importlib_metadata():
+    # What the daemon runs first (lifecycle._preload_plugins): discover, then import the
+    # plugins' modules. importlib.metadata would import email (1.2 MB in all) for this.
+    code = textwrap.dedent("""
+        import json, sys
+        from mirror.pluginsettings import discover
+        METADATA = ("importlib.metadata", "email", "csv", "configparser")
+        entries = discover()
+        report = {"names": [entry.name for entry in entries],
+                  "discovered": sorted(name for name in METADATA if name in sys.modules)}
+        classes = [entry.load() for entry in entries]
+        report["loaded"] = sorted(name for name in METADATA[:1] if name in sys.modules)
+        print(json.dumps(report))
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60, cwd=ROOT, env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert {"Notifier", "Size", "SlateFish", "SystemTask", "TaskStatus"} <= set(report["names"])
+    assert report["discovered"] == []
+    assert report["loaded"] == []
