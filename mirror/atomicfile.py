@@ -4,8 +4,28 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from collections.abc import Iterable
+
+TEMPORARY_ATTEMPTS = 100
+
+
+def _create_temporary(path: str) -> tuple[int, str]:
+    """A new, empty, private file ``.NAME.RANDOM.tmp`` beside *path* (as tempfile.mkstemp
+    makes, without importing tempfile and random for it).
+
+    Raises:
+        OSError: it cannot be created.
+    """
+    directory, name = os.path.split(os.path.abspath(path))
+    for _attempt in range(TEMPORARY_ATTEMPTS):
+        temporary = os.path.join(directory, f".{name}.{os.urandom(6).hex()}.tmp")
+        try:
+            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+                         | os.O_CLOEXEC, 0o600)
+        except FileExistsError:
+            continue
+        return fd, temporary
+    raise FileExistsError(f"no free temporary name beside {path}")
 
 
 def write_atomically(path: str, text: str | Iterable[str], mode: int = 0o644) -> None:
@@ -21,9 +41,7 @@ def write_atomically(path: str, text: str | Iterable[str], mode: int = 0o644) ->
         Exception: whatever iterating *text* raises (e.g. TypeError from a JSON encoder);
             *path* is then left as it was too.
     """
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp",
-                                     dir=directory)
+    fd, temporary = _create_temporary(path)
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             if isinstance(text, str):

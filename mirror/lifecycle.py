@@ -10,7 +10,6 @@ import contextlib
 import grp
 import importlib.util
 import logging
-import logging.handlers
 import os
 import pwd
 import re
@@ -165,9 +164,10 @@ def _user_and_group(options: DaemonOptions) -> tuple[pwd.struct_passwd | None, i
     return user, gid
 
 
-class SafeFileHandler(logging.handlers.WatchedFileHandler):
+class SafeFileHandler(logging.StreamHandler):
     """The daemon's log: opened without following links, and reopened the same way when
-    logrotate moves it.
+    logrotate moves it (as logging.handlers.WatchedFileHandler does, whose module would cost
+    the daemon pickle and more for this one class).
 
     When the new file cannot be opened (the daemon's user may not create files in a
     root-owned log directory; logrotate's ``create`` or ``copytruncate`` avoid that), it
@@ -176,37 +176,51 @@ class SafeFileHandler(logging.handlers.WatchedFileHandler):
     """
 
     def __init__(self, path: str, fd: int) -> None:
-        super().__init__(path, mode="a", encoding="utf-8", delay=True)
-        self.stream = os.fdopen(fd, "a", encoding="utf-8")
-        self._statstream()
+        super().__init__(os.fdopen(fd, "a", encoding="utf-8"))
+        self.path = path
+        self._identity = self._stream_identity()
         self._reopen_failed = False
 
-    def _open(self):  # type: ignore[no-untyped-def]
-        return os.fdopen(open_file(self.baseFilename, LOG_FLAGS), "a", encoding="utf-8")
+    def _stream_identity(self) -> tuple[int, int]:
+        info = os.fstat(self.stream.fileno())
+        return info.st_dev, info.st_ino
 
-    def reopenIfNeeded(self) -> None:
+    def emit(self, record: logging.LogRecord) -> None:
+        self._reopen_if_moved()
+        super().emit(record)
+
+    def _reopen_if_moved(self) -> None:
         try:
-            now = os.stat(self.baseFilename)
+            now = os.stat(self.path)
         except FileNotFoundError:
             now = None
         except OSError:
             return  # cannot tell (a directory made unreadable): keep the open file
-        if now is not None and (now.st_dev, now.st_ino) == (self.dev, self.ino):
+        if now is not None and (now.st_dev, now.st_ino) == self._identity:
             return
         try:
-            stream = self._open()
+            stream = os.fdopen(open_file(self.path, LOG_FLAGS), "a", encoding="utf-8")
         except OSError as problem:
             if not self._reopen_failed:
                 self._reopen_failed = True
                 with contextlib.suppress(OSError, ValueError):
-                    self.stream.write(f"mirrord: cannot reopen {self.baseFilename} after it "
-                                      f"moved ({problem}); logging here until it can\n")
+                    self.stream.write(f"mirrord: cannot reopen {self.path} after it moved "
+                                      f"({problem}); logging here until it can\n")
             return
         with contextlib.suppress(OSError, ValueError):
             self.stream.close()
         self.stream = stream
-        self._statstream()
+        self._identity = self._stream_identity()
         self._reopen_failed = False
+
+    def close(self) -> None:
+        self.acquire()
+        try:
+            with contextlib.suppress(OSError, ValueError):
+                self.stream.close()
+        finally:
+            self.release()
+        super().close()
 
 
 def _open_logfile(options: DaemonOptions, owner: int | None) -> tuple[str, int] | None:

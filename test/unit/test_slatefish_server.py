@@ -377,3 +377,13 @@ def test_stop_is_prompt_and_clean_with_clients_in_every_stage():
         release.set()
         idle.close()
         dripper.close()
+
+
+def test_http_dates_are_english_and_match_the_standard_library():
+    from email.utils import formatdate
+
+    from mirror.plugins.slatefish.server import http_date
+
+    for when in (0, 784111777, 1795535013.9, 4102444800):
+        assert http_date(when) == formatdate(when, usegmt=True)
+    assert http_date(784111777) == "Sun, 06 Nov 1994 08:49:37 GMT"

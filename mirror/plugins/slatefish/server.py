@@ -43,7 +43,6 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
-from email.utils import formatdate
 from http import HTTPStatus
 from urllib.parse import urlsplit
 
@@ -686,6 +685,18 @@ def _parse_request_line(head: bytes) -> tuple[str, str] | None:
     return parts[0], urlsplit(parts[1]).path or "/"
 
 
+_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+
+
+def http_date(when: float) -> str:
+    """*when* (epoch seconds) as an HTTP date, ``Sun, 06 Nov 1994 08:49:37 GMT`` (RFC 9110),
+    in English whatever the locale (email.utils would do it, at 1 MB of imports)."""
+    moment = time.gmtime(when)
+    return (f"{_DAYS[moment.tm_wday]}, {moment.tm_mday:02d} {_MONTHS[moment.tm_mon - 1]} "
+            f"{moment.tm_year} {moment.tm_hour:02d}:{moment.tm_min:02d}:{moment.tm_sec:02d} GMT")
+
+
 def _encode(method: str, response: Response) -> bytes:
     """The whole answer on the wire: status line, headers and, unless *method* is HEAD, body.
 
@@ -693,7 +704,7 @@ def _encode(method: str, response: Response) -> bytes:
         ValueError: the status is not an HTTP status code.
     """
     phrase = HTTPStatus(response.status).phrase
-    headers = [("Date", formatdate(usegmt=True)), ("Server", "mirrord SlateFish"),
+    headers = [("Date", http_date(time.time())), ("Server", "mirrord SlateFish"),
                ("Content-Type", response.content_type),
                ("Content-Length", str(len(response.body))), ("Connection", "close"),
                *response.headers]
