@@ -72,7 +72,7 @@ from mirror.taskqueue import RUN
 from mirror.wallclock import CLOCK_SET, WallTimer
 
 if TYPE_CHECKING:
-    from importlib import metadata
+    from mirror.entrypoints import EntryPointLike
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,8 @@ class MirrorDaemon:
         # Made after detaching (it closes every descriptor but those it is told to keep).
         self.calls: LoopCalls | None = None
         self.plugins = PluginHost(self._call_in_loop, self.probe,
-                                  os.path.dirname(os.path.abspath(paths.statefile)))
+                                  os.path.dirname(os.path.abspath(paths.statefile)),
+                                  os.path.abspath(paths.statefile))
         self.system_entries: dict[str, tuple[CronSchedule, int]] = {}
         self.systemd = SystemdNotifier()
         self._state_flush_at: float | None = None  # monotonic; None when nothing is unsaved
@@ -176,7 +177,7 @@ class MirrorDaemon:
                     self._isolated(key.data, mask)
         self._shut_down()
 
-    def load_plugins(self, entries: Iterable[metadata.EntryPoint] | None = None) -> None:
+    def load_plugins(self, entries: Iterable[EntryPointLike] | None = None) -> None:
         """Load and enable the plugins (*entries*: the ones found before detaching; found
         now by default). After detaching: their threads would not survive it."""
         self.calls = self.calls or LoopCalls()

@@ -41,6 +41,8 @@ import sys
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from mirror.i18n import _
+
 log = logging.getLogger(__name__)
 
 METADATA_SUFFIXES = (".dist-info", ".egg-info")
@@ -94,8 +96,8 @@ class EntryPoint:
     def _match(self) -> re.Match[str]:
         match = VALUE_PATTERN.match(self.value)
         if match is None:
-            raise ValueError(f"entry point {self.name} = {self.value!r} is not "
-                             f"module:attribute")
+            raise ValueError(_("entry point {name} = {value!r} is not module:attribute")
+                             .format(name=self.name, value=self.value))
         return match
 
     @property

@@ -33,7 +33,7 @@ from mirror.signals import SignalPipe
 from mirror.state import StateFileError
 
 if TYPE_CHECKING:
-    from importlib import metadata
+    from mirror.entrypoints import EntryPointLike
 
 log = logging.getLogger("mirror")
 
@@ -313,7 +313,7 @@ def _check_interpreter() -> None:
                     uid=os.getuid(), path=place))
 
 
-def _preload_plugins(config: MirrorConfig) -> list[metadata.EntryPoint]:
+def _preload_plugins(config: MirrorConfig) -> list[EntryPointLike]:
     """Find the plugins and import their modules now, while the interpreter's files are
     surely readable; their threads start after detaching. A plugin that fails to import
     is reported when the plugins are enabled."""

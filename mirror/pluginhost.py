@@ -52,12 +52,15 @@ class HostAPI:
         name: the plugin's entry-point name.
         state_directory: where mirrord keeps its state file; a good default
             place for files a plugin writes.
+        state_file: the state file itself (its name tells daemons that share
+            state_directory apart).
     """
 
     def __init__(self, name: str, worker: PluginWorker, loop: Callable[[Callable[[], Any]], Future],
                  owner: PluginHost, probe: SystemProbe) -> None:
         self.name = name
         self.state_directory = owner.state_directory
+        self.state_file = owner.state_file
         self._worker = worker
         self._loop = loop
         self._owner = owner
@@ -141,9 +144,10 @@ class PluginHost:
     """The enabled plugins: their workers on the event bus, and their objects."""
 
     def __init__(self, loop: Callable[[Callable[[LoopSide], Any]], Future],
-                 probe: SystemProbe, state_directory: str) -> None:
+                 probe: SystemProbe, state_directory: str, state_file: str = "") -> None:
         self.bus = EventBus()
         self.state_directory = state_directory
+        self.state_file = state_file
         self.plugins: dict[str, PluginBase] = {}
         self._loop = loop
         self._probe = probe

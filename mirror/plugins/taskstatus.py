@@ -37,6 +37,15 @@ TRIGGERS = ("MirrorStartEvent", "TaskEnqueueEvent", "TaskStartEvent", "RunFinish
             "TaskSizeEvent", "ReloadEvent", "StopEvent")
 
 
+def default_status_name(state_file: str) -> str:
+    """``task_status.json`` beside ``state.json``; beside any other state file, a name taken
+    from it (``state-conf-1a2b3c4d.json`` gives ``task_status-conf-1a2b3c4d.json``), so that
+    daemons sharing a state directory never share a status file."""
+    stem = os.path.splitext(os.path.basename(state_file))[0]
+    suffix = stem[len("state"):] if stem.startswith("state") else f"-{stem}"
+    return f"task_status{suffix}.json" if stem else STATUS_FILE_NAME
+
+
 def parse_optional_path(text: str) -> str:
     """An absolute path, or nothing (the default)."""
     return parse_absolute_path(text) if text.strip() else ""
@@ -99,7 +108,8 @@ class TaskStatus(PluginBase):
 
     SETTINGS = (
         Setting("status_file", parse_optional_path, "",
-                "0.8.4's status JSON; default task_status.json beside the state file"),
+                "0.8.4's status JSON; default task_status.json beside the state file "
+                "(task_status-NAME-HASH.json beside state-NAME-HASH.json)"),
         Setting("jobs_file", parse_optional_path, "",
                 "tunasync's /jobs JSON; not written when empty"),
     )
@@ -111,7 +121,7 @@ class TaskStatus(PluginBase):
             OSError: a directory for them cannot be created.
         """
         self.status_file = self.settings["status_file"] or os.path.join(
-            self.host.state_directory, STATUS_FILE_NAME)
+            self.host.state_directory, default_status_name(getattr(self.host, "state_file", "")))
         self.jobs_file = self.settings["jobs_file"]
         for path in filter(None, (self.status_file, self.jobs_file)):
             os.makedirs(os.path.dirname(path), exist_ok=True)

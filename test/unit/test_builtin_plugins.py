@@ -147,3 +147,12 @@ def test_the_status_files_are_rewritten_at_most_once_a_second(tmp_path):
     assert all(later - earlier >= MIN_INTERVAL
                for earlier, later in zip(snapshots, snapshots[1:]))
     assert snapshots[-1] >= arrivals[-1]  # the last event is always written
+
+
+def test_daemons_sharing_a_state_directory_get_their_own_status_files():
+    from mirror.plugins.taskstatus import default_status_name
+
+    assert default_status_name("/var/lib/mirror/state.json") == "task_status.json"
+    assert default_status_name("/var/lib/mirror/state-conf-1a2b3c4d.json") \
+        == "task_status-conf-1a2b3c4d.json"
+    assert default_status_name("/srv/history.json") == "task_status-history.json"
