@@ -278,6 +278,9 @@ class MirrorDaemon:
             for decision in self.core.due(self.wall(), conditions):
                 if decision.action == START:
                     self._start(decision.name, decision.kind)
+                    # A burst of starts takes seconds; reap as it goes, so that a run's end
+                    # is recorded when it happens, not when the burst is over.
+                    self.handle_sigchld()
                 elif decision.action == EXPIRE:
                     self._terminate(decision.name, TIMEOUT)
                 elif decision.action == SYSTEM_DUE:

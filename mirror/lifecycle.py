@@ -15,6 +15,7 @@ import pwd
 import re
 import shlex
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -43,6 +44,7 @@ SYSTEM_STATEFILE = "/var/lib/mirror/state.json"
 STATEFILE_NAME = "state.json"
 LOCK_SUFFIX = ".lock"
 LOG_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+REOPEN_CHECK_SECONDS = 1.0  # how often the daemon log's path is checked for logrotate
 LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING,
           "error": logging.ERROR, "critical": logging.CRITICAL}
 MAX_SOCKET_PATH = 107
@@ -180,6 +182,7 @@ class SafeFileHandler(logging.StreamHandler):
         self.path = path
         self._identity = self._stream_identity()
         self._reopen_failed = False
+        self._checked_at = -REOPEN_CHECK_SECONDS
 
     def _stream_identity(self) -> tuple[int, int]:
         info = os.fstat(self.stream.fileno())
@@ -190,6 +193,10 @@ class SafeFileHandler(logging.StreamHandler):
         super().emit(record)
 
     def _reopen_if_moved(self) -> None:
+        now_monotonic = time.monotonic()
+        if now_monotonic - self._checked_at < REOPEN_CHECK_SECONDS:
+            return  # a stat per line would cost a busy burst; a second's delay costs nothing
+        self._checked_at = now_monotonic
         try:
             now = os.stat(self.path)
         except FileNotFoundError:

@@ -9,10 +9,12 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
 
+from mirror.lifecycle import REOPEN_CHECK_SECONDS
 from mirror.pidfile import read_pid
 from test.integration.conftest import alive, answers, general, wait_for
 
@@ -142,6 +144,7 @@ def test_log_reopens_after_logrotate_and_truncates_unless_r(tmp_path):
         wait_for(lambda: answers(tmp_path / "mirrord.sock"), what="the daemon")
         assert "old line" not in log.read_text()
         log.rename(tmp_path / "mirrord.log.1")
+        time.sleep(REOPEN_CHECK_SECONDS + 0.1)  # the path is checked once a second
         subprocess.run(mirrord_command(tmp_path, "--run", "quick", "--wait"), check=True,
                        capture_output=True, timeout=30)
         wait_for(lambda: log.exists() and "quick: success" in log.read_text(),

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 
 from mirror.control import request
+from mirror.lifecycle import REOPEN_CHECK_SECONDS
 from test.integration.conftest import answers, general, wait_for
 from test.security.conftest import SecondUser
 
@@ -187,6 +189,7 @@ def test_the_log_in_a_root_directory_survives_logrotate(site, second_user, pytho
     try:
         wait_for(lambda: answers(home / "mirrord.sock"), what="the daemon")
         log.rename(logs / "mirrord.log.1")
+        time.sleep(REOPEN_CHECK_SECONDS + 0.1)  # the path is checked once a second
         run_quick()
         moved = (logs / "mirrord.log.1").read_text()
         wait_for(lambda: "quick: success" in (logs / "mirrord.log.1").read_text(),
@@ -194,6 +197,7 @@ def test_the_log_in_a_root_directory_survives_logrotate(site, second_user, pytho
         assert f"cannot reopen {log} after it moved" in moved
         log.touch()
         os.chown(log, second_user.uid, second_user.gid)  # what logrotate's "create" does
+        time.sleep(REOPEN_CHECK_SECONDS + 0.1)  # the path is checked once a second
         run_quick()
         wait_for(lambda: "quick: success" in log.read_text(), what="the run in the new log")
     finally:
