@@ -278,9 +278,10 @@ class MirrorDaemon:
             for decision in self.core.due(self.wall(), conditions):
                 if decision.action == START:
                     self._start(decision.name, decision.kind)
-                    # A burst of starts takes seconds; reap as it goes, so that a run's end
-                    # is recorded when it happens, not when the burst is over.
+                    # A burst of starts takes seconds; reap and save as it goes, so that a
+                    # run's end is recorded, and written, when it happens, not after the burst.
                     self.handle_sigchld()
+                    self._flush_state_when_due()
                 elif decision.action == EXPIRE:
                     self._terminate(decision.name, TIMEOUT)
                 elif decision.action == SYSTEM_DUE:
