@@ -20,14 +20,8 @@ from mirror.plugins.taskstatus import (
     object_pieces,
     status_members,
 )
-from mirror.snapshot import Snapshot, TaskView
-
-VIEW = TaskView(
-    name="debian", type="rsync", enabled=True, state="idle", upstreams=("up",), upstream="up",
-    localdir="/srv/debian", schedule="0 * * * *", pid=None, stage=None, stages=None,
-    started=None, log_path=None, last_start=None, last_end=None, last_success=None,
-    duration=None, result=None, exit_code=None, signal=None, consecutive_failures=0,
-    failures_total=0, size=None, next_run=None)
+from mirror.snapshot import Snapshot
+from test.unit.test_builtin_plugins import VIEW
 
 
 def leftovers(directory) -> list[str]:
