@@ -120,14 +120,15 @@ class MirrorDaemon:
         self.control = ControlServer(paths.socket, self.handle_request, monotonic=monotonic)
         # Made after detaching (it closes every descriptor but those it is told to keep).
         self.calls: LoopCalls | None = None
-        self.plugins = PluginHost(self._call_in_loop, self.probe,
-                                  os.path.dirname(os.path.abspath(paths.statefile)),
-                                  os.path.abspath(paths.statefile))
+        self.plugins = PluginHost(self._call_in_loop, self.probe, paths.statefile)
         self.system_entries: dict[str, tuple[CronSchedule, int]] = {}
         self.systemd = SystemdNotifier()
         self._state_flush_at: float | None = None  # monotonic; None when nothing is unsaved
         self._held_events: list[MirrorEvent] | None = None  # during a scheduling pass
-        self.child_environ: dict[str, str] = dict(os.environ)  # taken again in serve()
+        # The children's environment (after the switch of users and without NOTIFY_SOCKET),
+        # as a plain dict: posix_spawn would otherwise walk os.environ in Python for every
+        # child of a burst.
+        self.child_environ: dict[str, str] = dict(os.environ)
         self._state_written_at = -STATE_FLUSH_SECONDS  # monotonic
         self._state_error_logged = -STATE_ERROR_LOG_SECONDS  # monotonic time of the last
         # Created in serve(), after detaching closed every other descriptor.
@@ -144,9 +145,6 @@ class MirrorDaemon:
             signals_fd: the read end of the signal wakeup pipe.
             drain_signals: returns the signal numbers received since the last call.
         """
-        # The children's environment, as a plain dict: posix_spawn would otherwise walk
-        # os.environ through Python-level iteration for every child of a burst.
-        self.child_environ = dict(os.environ)
         self.selector = selectors.DefaultSelector()
         self.timer = WallTimer()
         self.selector.register(signals_fd, selectors.EVENT_READ, None)

@@ -9,6 +9,7 @@ step is logged with its name and left out. See docs/plugins.md.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Iterable, Mapping
 from concurrent import futures
 from concurrent.futures import Future
@@ -144,10 +145,10 @@ class PluginHost:
     """The enabled plugins: their workers on the event bus, and their objects."""
 
     def __init__(self, loop: Callable[[Callable[[LoopSide], Any]], Future],
-                 probe: SystemProbe, state_directory: str, state_file: str = "") -> None:
+                 probe: SystemProbe, state_file: str) -> None:
         self.bus = EventBus()
-        self.state_directory = state_directory
-        self.state_file = state_file
+        self.state_file = os.path.abspath(state_file)
+        self.state_directory = os.path.dirname(self.state_file)
         self.plugins: dict[str, PluginBase] = {}
         self._loop = loop
         self._probe = probe

@@ -4,6 +4,7 @@ driven step by step with a fake monotonic clock for the limits (cap, timeouts, o
 descriptor reserve) and the checks of request shapes."""
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -31,6 +32,31 @@ from mirror.control import (
 from mirror.fdlimits import DescriptorReserve, open_descriptor_count, raise_nofile_limit
 
 
+@contextlib.contextmanager
+def served_in_a_thread(control: ControlServer, after_each=lambda: None):
+    """Bind *control* and drive it with a real selector on a thread (the daemon's loop, in
+    small); *after_each* runs after every wakeup. Closed on exit."""
+    control.bind()
+    selector = selectors.DefaultSelector()
+    control.attach(selector)
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            for key, mask in selector.select(0.05):
+                key.data(mask)
+            after_each()
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        yield control
+    finally:
+        stop.set()
+        thread.join()
+        control.close()
+
+
 @pytest.fixture
 def server(tmp_path):
     path = str(tmp_path / "mirrord.sock")
@@ -42,25 +68,12 @@ def server(tmp_path):
             return None
         return {"ok": True, "echo": message}
 
-    control = ControlServer(path, handler)
-    control.bind()
-    selector = selectors.DefaultSelector()
-    control.attach(selector)
-    stop = threading.Event()
+    def answer_parked() -> None:
+        while parked:
+            parked.pop().reply({"ok": True, "result": "success"})
 
-    def loop():
-        while not stop.is_set():
-            for key, mask in selector.select(0.05):
-                key.data(mask)
-            while parked:
-                parked.pop().reply({"ok": True, "result": "success"})
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    yield path
-    stop.set()
-    thread.join()
-    control.close()
+    with served_in_a_thread(ControlServer(path, handler), answer_parked):
+        yield path
     assert not os.path.exists(path)
 
 
@@ -509,26 +522,10 @@ def test_the_client_reads_the_busy_reply_of_a_full_server(tmp_path):
     path = str(tmp_path / "full.sock")
     control = ControlServer(path, lambda message, connection: {"ok": True},
                             max_connections=0)
-    control.bind()
-    selector = selectors.DefaultSelector()
-    control.attach(selector)
-    stop = threading.Event()
-
-    def loop():
-        while not stop.is_set():
-            for key, mask in selector.select(0.05):
-                key.data(mask)
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
-    try:
+    with served_in_a_thread(control):
         for _ in range(20):
             reply = request(path, {"command": "queue"}, timeout=5)
             assert reply["ok"] is False and "mirrord is busy" in reply["error"]
-    finally:
-        stop.set()
-        thread.join()
-        control.close()
 
 
 def test_a_client_waits_for_room_in_a_full_queue_then_gives_up(tmp_path):

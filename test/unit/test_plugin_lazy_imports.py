@@ -71,7 +71,7 @@ SCRIPT = textwrap.dedent("""
         port = free.getsockname()[1]
     builtin = [entry for entry in discover() if entry.value.startswith("mirror.plugins.")]
     sections = {"slatefish": PluginSection("slatefish", 1, {"listen": f"127.0.0.1:{port}"})}
-    host = PluginHost(loop, Probe(), STATE)
+    host = PluginHost(loop, Probe(), STATE + '/state.json')
     host.load(sections, GeneralSettings(), builtin)
     report = {"enabled": sorted(host.plugins), "idle": loaded()}
 
