@@ -37,10 +37,11 @@ from mirror.events import (
     TaskStopEvent,
 )
 from mirror.i18n import _
+from mirror.launcher import Launch, Launched, Launcher, launch
 from mirror.locations import ConfigLocation
 from mirror.loopcalls import LoopCalls
 from mirror.pluginhost import PluginHost
-from mirror.process import describe_status, group_alive, reap, signal_group, spawn
+from mirror.process import describe_status, group_alive, reap, signal_group
 from mirror.runs import (
     MANUAL,
     Run,
@@ -48,8 +49,7 @@ from mirror.runs import (
     footer_line,
     header_line,
     log_path_for,
-    open_log,
-    write_line,
+    write_log,
 )
 from mirror.schedule import CronSchedule
 from mirror.scheduler import DELAY, EXPIRE, SKIP, START, SYSTEM_DUE, WAIT, Scheduler
@@ -82,6 +82,7 @@ PLUGIN_STOP_SECONDS = 10.0  # how long plugins get to handle their last events o
 # State changes are written at most this often (and at stop): a kill -9 loses at most this
 # much, and a busy site pays one write per interval instead of one per run end.
 STATE_FLUSH_SECONDS = 0.5
+BURST_REAP_SECONDS = 0.25  # during a burst of starts, ends are reaped this often
 STATE_RETRY_SECONDS = 5  # after a failed write (a full disk)
 STATE_ERROR_LOG_SECONDS = 60.0
 
@@ -125,6 +126,10 @@ class MirrorDaemon:
         self.systemd = SystemdNotifier()
         self._state_flush_at: float | None = None  # monotonic; None when nothing is unsaved
         self._held_events: list[MirrorEvent] | None = None  # during a scheduling pass
+        self.launcher: Launcher[Run] = Launcher()
+        self._launching: Launcher[Run] | None = None  # the launcher, during a scheduling pass
+        self._early_exits: dict[int, int] = {}  # pid → wait status, reaped before collected
+        self._made_directories: set[str] | None = None  # during a scheduling pass
         # The children's environment (after the switch of users and without NOTIFY_SOCKET),
         # as a plain dict: posix_spawn would otherwise walk os.environ in Python for every
         # child of a burst.
@@ -258,6 +263,9 @@ class MirrorDaemon:
         """Reap every exited child; pids that are not runs (adopted orphans) are logged."""
         for pid, status in reap():
             name = self.pids.pop(pid, None)
+            if name is None and self._launching is not None and self._launching.pending:
+                self._early_exits[pid] = status  # perhaps a launch not yet collected
+                continue
             if name is None:
                 log.debug("reaped process %d (%s), not a run", pid, describe_status(status)[2])
                 continue
@@ -272,14 +280,20 @@ class MirrorDaemon:
         # A burst starts its children first: the plugins hear of them after the pass, so
         # their threads do not compete with the spawns for the interpreter.
         self._held_events = []
+        self._launching = self.launcher
+        self._made_directories = set()
+        reaped_at = self.monotonic()
         try:
             for decision in self.core.due(self.wall(), conditions):
                 if decision.action == START:
                     self._start(decision.name, decision.kind)
+                    self._collect_launches()
                     # A burst of starts takes seconds; reap and save as it goes, so that a
                     # run's end is recorded, and written, when it happens, not after the burst.
-                    self.handle_sigchld()
-                    self._flush_state_when_due()
+                    if self.monotonic() - reaped_at >= BURST_REAP_SECONDS:
+                        reaped_at = self.monotonic()
+                        self.handle_sigchld()
+                        self._flush_state_when_due()
                 elif decision.action == EXPIRE:
                     self._terminate(decision.name, TIMEOUT)
                 elif decision.action == SYSTEM_DUE:
@@ -289,11 +303,22 @@ class MirrorDaemon:
                 if decision.action in (START, SKIP, DELAY):
                     self._announce_queued([decision.name])
         finally:
+            while self.launcher.pending:
+                self._collect_launches(wait=True)
+                self.handle_sigchld()
+            self._launching = self._made_directories = None
+            for pid, status in self._early_exits.items():  # not runs, after all
+                log.debug("reaped process %d (%s), not a run", pid, describe_status(status)[2])
+            self._early_exits.clear()
             held, self._held_events = self._held_events, None
             for event in held:
                 self.plugins.emit(event)
             if any(isinstance(event, TaskStartEvent) for event in held):
                 self.systemd.status(self._status_line())
+
+    def _collect_launches(self, wait: bool = False) -> None:
+        for run, launched in self.launcher.collect(wait):
+            self._stage_launched(run, launched)
 
     def _run_system_entry(self, name: str, due: float) -> None:
         entry = self.system_entries.get(name)
@@ -346,9 +371,6 @@ class MirrorDaemon:
         state.upstream = upstream
         self.emit(PreTaskStartEvent(name))
         self._spawn_stage(run)
-        if run.pid is not None:
-            run.first_pid = run.pid
-            self.emit(TaskStartEvent(name, run.pid))
         if self._held_events is None:  # else once at the end of the scheduling pass
             self.systemd.status(self._status_line())
         return run
@@ -359,34 +381,57 @@ class MirrorDaemon:
                                                             running=len(self.runs))
 
     def _spawn_stage(self, run: Run) -> None:
+        """Start *run*'s current stage: at once, or through the launcher during a burst."""
         now = self.wall()
         run.stage_started = now
         self.states[run.task.name].stage = run.stage
         try:
-            os.makedirs(self.core.general.logdir, exist_ok=True)
+            self._make_directory(self.core.general.logdir)
             if run.task.type == RSYNC and run.task.localdir:
-                os.makedirs(run.task.localdir, exist_ok=True)
-            fd = open_log(run.log_path)
+                self._make_directory(run.task.localdir)
+            write_log(run.log_path, header_line(run, now, self.zone))
         except OSError as problem:
             log.error("%s: cannot prepare stage %d: %s", run.task.name, run.stage, problem)
             append_line(run.log_path, f"=== mirrord: {run.task.name} could not start: "
                                       f"{problem}\n")
             self._finish(run, FAILED, None, None)
             return
-        try:
-            write_line(fd, header_line(run, now, self.zone))
-            run.pid = spawn(run.argv, fd, self.child_environ)
-        except OSError as problem:
-            message = f"cannot run {run.argv[0]}: {problem.strerror or problem}"
-            write_line(fd, f"=== mirrord: {message}\n")
+        job = Launch(run.argv, run.log_path, self.child_environ)
+        if self._launching is not None:
+            self._launching.submit(run, job)
+        else:
+            self._stage_launched(run, launch(job))
+
+    def _make_directory(self, path: str) -> None:
+        """Create *path* if missing; during a scheduling pass, once (a burst shares a logdir).
+
+        Raises:
+            OSError: it cannot be created.
+        """
+        if self._made_directories is not None and path in self._made_directories:
+            return
+        os.makedirs(path, exist_ok=True)
+        if self._made_directories is not None:
+            self._made_directories.add(path)
+
+    def _stage_launched(self, run: Run, launched: Launched) -> None:
+        if launched.error is not None:
+            message = f"cannot run {run.argv[0]}: {launched.error.strerror or launched.error}"
+            append_line(run.log_path, f"=== mirrord: {message}\n")
             log.error("%s: %s", run.task.name, message)
             self._finish(run, FAILED, None, None)
             return
-        finally:
-            os.close(fd)
+        assert launched.pid is not None
+        run.pid = launched.pid
         self.pids[run.pid] = run.task.name
         log.info("%s: stage %d/%d started (%s%s), pid %d", run.task.name, run.stage, run.stages,
                  run.kind, f", upstream {run.upstream}" if run.upstream else "", run.pid)
+        if run.stage == 1:
+            run.first_pid = run.pid
+            self.emit(TaskStartEvent(run.task.name, run.pid))
+        status = self._early_exits.pop(run.pid, None)
+        if status is not None:  # reaped before its launch was collected
+            self._stage_ended(run, status)
 
     def _stage_ended(self, run: Run, status: int) -> None:
         code, signum, outcome = describe_status(status)
@@ -395,21 +440,22 @@ class MirrorDaemon:
         assert run.pid is not None
         if group_alive(run.pid):
             self._end_group(run.pid)  # what the stage left behind in its group goes too
-        log.info("%s: stage %d/%d ended: %s", run.task.name, run.stage, run.stages, outcome)
         signal_name = signal.Signals(signum).name if signum else None
         if run.ending is not None:
-            self._finish(run, run.ending, code, signal_name)
-        elif run.task.succeeded(code, self.core.general):
-            if run.stage < run.stages:
-                run.stage += 1
-                run.pid = None
-                self._spawn_stage(run)
-            else:
-                self._finish(run, SUCCESS, code, None)
+            self._finish(run, run.ending, code, signal_name, outcome)
+        elif not run.task.succeeded(code, self.core.general):
+            self._finish(run, FAILED, code, signal_name, outcome)
+        elif run.stage == run.stages:
+            self._finish(run, SUCCESS, code, None, outcome)
         else:
-            self._finish(run, FAILED, code, signal_name)
+            log.info("%s: stage %d/%d ended: %s", run.task.name, run.stage, run.stages, outcome)
+            run.stage += 1
+            run.pid = None
+            self._spawn_stage(run)
 
-    def _finish(self, run: Run, result: str, code: int | None, signal_name: str | None) -> None:
+    def _finish(self, run: Run, result: str, code: int | None, signal_name: str | None,
+                outcome: str | None = None) -> None:
+        """Record *run*'s end; *outcome* is how its last stage ended, when one was started."""
         name = run.task.name
         now = self.wall()
         self.runs.pop(name, None)
@@ -438,7 +484,8 @@ class MirrorDaemon:
         if name not in self.core.tasks:
             self.states.pop(name, None)  # removed by a reload: forgotten once finished
         log.log(logging.INFO if result == SUCCESS else logging.WARNING,
-                "%s: %s after %.0f s%s", name, result, now - run.started,
+                "%s: %s after %.0f s%s%s", name, result, now - run.started,
+                f" (stage {run.stage}/{run.stages}: {outcome})" if outcome else "",
                 f"; retry at {time.strftime('%H:%M:%S', time.localtime(retry_at))}"
                 if retry_at else "")
         self.save_state()

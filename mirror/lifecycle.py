@@ -272,6 +272,10 @@ def _setup_logging(options: DaemonOptions,
         logging.disable(logging.CRITICAL)
         return None
     root.setLevel(LEVELS[options.level])
+    # The format shows none of these; not gathering them for every record is the logging
+    # HOWTO's "Optimization" advice, and a burst of starts writes hundreds of records.
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     path, fd = opened
     if not options.append:
         os.ftruncate(fd, 0)

@@ -31,24 +31,29 @@ def become_subreaper() -> bool:
         return False
 
 
-def spawn(argv: list[str], log_fd: int, environ: dict[str, str] | None = None) -> int:
-    """Start *argv* in a new session, stdin from /dev/null, stdout and stderr to *log_fd*.
+def spawn(argv: list[str], log_path: str, environ: dict[str, str] | None = None) -> int:
+    """Start *argv* in a new session, stdin from /dev/null, stdout and stderr appended to
+    *log_path*.
+
+    The child opens the log itself (a posix_spawn file action, as the daemon's user), so the
+    call holds no descriptor of the daemon's and needs the GIL only to convert its arguments.
 
     Args:
         argv: the command; argv[0] must be a path (it is not looked up on PATH).
-        log_fd: an open descriptor the child writes to (it stays open in the caller).
+        log_path: the task log; it must exist already (the daemon wrote its header).
         environ: the child's environment; the daemon's by default.
 
     Returns:
         The child's pid, which is also its process group and session id.
 
     Raises:
-        OSError: the program could not be started (missing, not executable, …).
+        OSError: the program could not be started (missing, not executable, …) or the log
+            could not be opened.
     """
     actions = [
         (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
-        (os.POSIX_SPAWN_DUP2, log_fd, 1),
-        (os.POSIX_SPAWN_DUP2, log_fd, 2),
+        (os.POSIX_SPAWN_OPEN, 1, log_path, os.O_WRONLY | os.O_APPEND, 0),
+        (os.POSIX_SPAWN_DUP2, 1, 2),
     ]
     return os.posix_spawn(argv[0], argv, os.environ if environ is None else environ,
                           file_actions=actions, setsid=True,

@@ -82,13 +82,20 @@ def write_line(fd: int, line: str) -> None:
         os.write(fd, line.encode("utf-8", "replace"))
 
 
-def append_line(path: str, line: str) -> None:
-    """Append one line to a task log; a log that cannot be written is not fatal to the run."""
-    try:
-        fd = open_log(path)
-    except OSError:
-        return
+def write_log(path: str, line: str) -> None:
+    """Append one line to a task log, creating it.
+
+    Raises:
+        OSError: it cannot be opened.
+    """
+    fd = open_log(path)
     try:
         write_line(fd, line)
     finally:
         os.close(fd)
+
+
+def append_line(path: str, line: str) -> None:
+    """Append one line to a task log; a log that cannot be written is not fatal to the run."""
+    with contextlib.suppress(OSError):
+        write_log(path, line)
