@@ -15,13 +15,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from mirror.commandline import check_upstream
+from mirror.cron import CronSchedule
 from mirror.diagnostics import ERROR, WARNING, ConfigIssue, IssueCollector
 from mirror.durations import parse_duration
 from mirror.i18n import _
 from mirror.inifile import Entry, Section, parse_ini
 from mirror.locations import PLUGIN_INI, ConfigLocation
 from mirror.pluginsettings import PluginSection, read_sections
-from mirror.schedule import CronSchedule
 from mirror.task import (
     DEFAULT_RSYNC_ARGS,
     PRIORITY_HIGHEST,

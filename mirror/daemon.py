@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from datetime import tzinfo
 from typing import TYPE_CHECKING
 
-from mirror.commandline import stage_argvs
 from mirror.config import MirrorConfig, load_config
 from mirror.control import Connection, ControlServer, error, validate_request
+from mirror.core import DELAY, EXPIRE, SKIP, START, SYSTEM_DUE, WAIT, SchedulingCore
+from mirror.cron import CronSchedule
 from mirror.events import (
     MirrorEvent,
     MirrorStartEvent,
@@ -35,6 +36,16 @@ from mirror.events import (
     TaskSizeEvent,
     TaskStartEvent,
     TaskStopEvent,
+)
+from mirror.history import (
+    CANCELLED,
+    FAILED,
+    KILLED,
+    SUCCESS,
+    TIMEOUT,
+    HistoryStore,
+    TaskHistory,
+    exit_status,
 )
 from mirror.i18n import _
 from mirror.launcher import Launch, Launched, Launcher, launch
@@ -51,24 +62,11 @@ from mirror.runs import (
     log_path_for,
     write_log,
 )
-from mirror.schedule import CronSchedule
-from mirror.scheduler import DELAY, EXPIRE, SKIP, START, SYSTEM_DUE, WAIT, Scheduler
 from mirror.sdnotify import SystemdNotifier
-from mirror.snapshot import Snapshot, take_snapshot
-from mirror.state import (
-    CANCELLED,
-    FAILED,
-    KILLED,
-    SUCCESS,
-    TIMEOUT,
-    StateStore,
-    TaskState,
-    exit_status,
-)
 from mirror.status import queue_snapshot, status_snapshot, task_status
 from mirror.sysinfo import SystemProbe
-from mirror.task import RSYNC
 from mirror.taskqueue import RUN
+from mirror.views import Snapshot, take_snapshot
 from mirror.wallclock import CLOCK_SET, WallTimer
 
 if TYPE_CHECKING:
@@ -110,9 +108,9 @@ class MirrorDaemon:
         self.probe = probe or SystemProbe()
         self.wall = wall
         self.monotonic = monotonic
-        self.core = Scheduler(config.tasks, config.general, zone, wall(), os.path.realpath)
-        self.store = StateStore(paths.statefile)
-        self.states: dict[str, TaskState] = self.store.load()
+        self.core = SchedulingCore(config.tasks, config.general, zone, wall(), os.path.realpath)
+        self.store = HistoryStore(paths.statefile)
+        self.states: dict[str, TaskHistory] = self.store.load()
         self.runs: dict[str, Run] = {}
         self.pids: dict[int, str] = {}
         self.kill_deadlines: dict[int, float] = {}  # process group → monotonic deadline
@@ -340,7 +338,7 @@ class MirrorDaemon:
         """Keep the size a plugin measured for *name*, and announce it (loop thread)."""
         if name not in self.core.tasks and name not in self.states:
             return
-        self.states.setdefault(name, TaskState()).size = size
+        self.states.setdefault(name, TaskHistory()).size = size
         self.save_state()
         self.emit(TaskSizeEvent(name, size))
 
@@ -359,13 +357,13 @@ class MirrorDaemon:
 
     def _start(self, name: str, kind: str) -> Run:
         task = self.core.tasks[name]
-        state = self.states.setdefault(name, TaskState())
+        state = self.states.setdefault(name, TaskHistory())
         now = self.wall()
         index = state.upstream_index % len(task.upstreams) if task.upstreams else 0
         upstream = task.upstreams[index] if task.upstreams else None
-        run = Run(task=task, kind=kind, argvs=stage_argvs(task, index), upstream=upstream,
-                  upstream_index=index, started=now,
-                  log_path=log_path_for(self.core.general.logdir, name, now, self.zone))
+        log_path = log_path_for(self.core.general.logdir, name, now, self.zone)
+        run = Run(task=task, kind=kind, plan=task.stages(index, log_path), upstream=upstream,
+                  upstream_index=index, started=now, log_path=log_path)
         self.runs[name] = run
         state.last_start = now
         state.upstream = upstream
@@ -387,8 +385,8 @@ class MirrorDaemon:
         self.states[run.task.name].stage = run.stage
         try:
             self._make_directory(self.core.general.logdir)
-            if run.task.type == RSYNC and run.task.localdir:
-                self._make_directory(run.task.localdir)
+            for directory in run.task.directories():
+                self._make_directory(directory)
             write_log(run.log_path, header_line(run, now, self.zone))
         except OSError as problem:
             log.error("%s: cannot prepare stage %d: %s", run.task.name, run.stage, problem)
@@ -396,7 +394,10 @@ class MirrorDaemon:
                                       f"{problem}\n")
             self._finish(run, FAILED, None, None)
             return
-        job = Launch(run.argv, run.log_path, self.child_environ)
+        environ = self.child_environ
+        if run.current.environ:
+            environ = {**environ, **run.current.environ}
+        job = Launch(list(run.argv), run.log_path, environ)
         if self._launching is not None:
             self._launching.submit(run, job)
         else:
@@ -459,7 +460,7 @@ class MirrorDaemon:
         name = run.task.name
         now = self.wall()
         self.runs.pop(name, None)
-        state = self.states.setdefault(name, TaskState())
+        state = self.states.setdefault(name, TaskHistory())
         previous_failures = state.consecutive_failures
         state.last_end = now
         state.duration = round(now - run.started, 3)
@@ -652,7 +653,7 @@ class MirrorDaemon:
         return {"ok": True, "name": name, **reply}
 
 
-def result_reply(name: str, state: TaskState) -> dict[str, object]:
+def result_reply(name: str, state: TaskHistory) -> dict[str, object]:
     """The answer to ``run`` with ``wait``: how the run that just ended went."""
     succeeded = state.result == SUCCESS
     return {"ok": succeeded, "name": name, "result": state.result,

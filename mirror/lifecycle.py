@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from mirror.config import MirrorConfig
 from mirror.daemon import DaemonPaths, MirrorDaemon
 from mirror.fdlimits import raise_nofile_limit
+from mirror.history import StateFileError
 from mirror.i18n import _
 from mirror.localzone import local_zone
 from mirror.locations import ConfigLocation, default_config_dir, pidfile_path, socket_path
@@ -31,7 +32,6 @@ from mirror.pluginsettings import discover
 from mirror.process import become_subreaper
 from mirror.safeopen import UnsafePath, open_file
 from mirror.signals import SignalPipe
-from mirror.state import StateFileError
 
 if TYPE_CHECKING:
     from mirror.entrypoints import EntryPointLike

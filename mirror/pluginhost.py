@@ -17,6 +17,7 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from mirror import component
+from mirror.cron import CronSchedule
 from mirror.diagnostics import IssueCollector
 from mirror.eventbus import EventBus, Handler, PluginWorker
 from mirror.events import MirrorEvent
@@ -24,10 +25,9 @@ from mirror.pluginbase import PluginBase
 from mirror.plugininit import PluginInitBase
 from mirror.pluginsettings import PluginSection, discover, validate_for
 from mirror.policy import Conditions
-from mirror.schedule import CronSchedule
-from mirror.snapshot import Snapshot
 from mirror.sysinfo import SystemProbe
 from mirror.task import GeneralSettings
+from mirror.views import Snapshot
 
 if TYPE_CHECKING:
     from mirror.entrypoints import EntryPointLike

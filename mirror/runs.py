@@ -14,7 +14,7 @@ from datetime import datetime, tzinfo
 
 from mirror.durations import format_duration
 from mirror.localzone import iso
-from mirror.task import TaskSpec
+from mirror.task import Stage, TaskSpec
 
 MANUAL = "manual"
 
@@ -25,7 +25,7 @@ class Run:
 
     task: TaskSpec
     kind: str  # run, retry or manual
-    argvs: list[list[str]]
+    plan: list[Stage]  # the run's stages, in order
     upstream: str | None
     upstream_index: int
     started: float  # epoch seconds
@@ -39,11 +39,16 @@ class Run:
 
     @property
     def stages(self) -> int:
-        return len(self.argvs)
+        return len(self.plan)
 
     @property
-    def argv(self) -> list[str]:
-        return self.argvs[self.stage - 1]
+    def current(self) -> Stage:
+        """The stage running now (or about to start)."""
+        return self.plan[self.stage - 1]
+
+    @property
+    def argv(self) -> tuple[str, ...]:
+        return self.current.argv
 
 
 def log_path_for(logdir: str, name: str, started: float, zone: tzinfo) -> str:

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import tzinfo
 
+from mirror.core import SchedulingCore
+from mirror.history import TaskHistory
 from mirror.localzone import iso
 from mirror.runs import Run
-from mirror.scheduler import Scheduler
-from mirror.snapshot import task_view
-from mirror.state import TaskState
+from mirror.views import task_view
 
 
-def queue_snapshot(core: Scheduler, zone: tzinfo) -> list[dict[str, object]]:
+def queue_snapshot(core: SchedulingCore, zone: tzinfo) -> list[dict[str, object]]:
     """The queue in due order: name, kind, due, priority."""
     stamps: dict[float, str | None] = {}  # tasks often share due times; format each once
     snapshot = []
@@ -25,8 +25,8 @@ def queue_snapshot(core: Scheduler, zone: tzinfo) -> list[dict[str, object]]:
     return snapshot
 
 
-def task_status(name: str, core: Scheduler, runs: Mapping[str, Run],
-                states: Mapping[str, TaskState], zone: tzinfo) -> dict[str, object]:
+def task_status(name: str, core: SchedulingCore, runs: Mapping[str, Run],
+                states: Mapping[str, TaskHistory], zone: tzinfo) -> dict[str, object]:
     """One task's status: state, pid, stage, started, last result, next run, upstream."""
     task = task_view(name, core, runs, states)
     return {
@@ -48,7 +48,8 @@ def task_status(name: str, core: Scheduler, runs: Mapping[str, Run],
     }
 
 
-def status_snapshot(core: Scheduler, runs: Mapping[str, Run], states: Mapping[str, TaskState],
+def status_snapshot(core: SchedulingCore, runs: Mapping[str, Run],
+                    states: Mapping[str, TaskHistory],
                     zone: tzinfo) -> dict[str, dict[str, object]]:
     """Every task's status, keyed by name (tasks removed by a reload show while they run)."""
     names = list(core.tasks) + [name for name in core.retired if name not in core.tasks]

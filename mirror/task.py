@@ -2,9 +2,10 @@
 """Frozen settings: [general] and one TaskSpec per task section."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from mirror.schedule import CronSchedule
+from mirror.cron import CronSchedule
 
 RSYNC = "rsync"
 SIMPLE = "simple"
@@ -31,6 +32,15 @@ class GeneralSettings:
 
 
 @dataclass(frozen=True)
+class Stage:
+    """One stage of a run: the argv to start (argv[0] a path) and what its environment adds
+    to the daemon's children's environment."""
+
+    argv: tuple[str, ...]
+    environ: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class TaskSpec:
     """One task, validated. ``command`` is an absolute path; paths are absolute."""
 
@@ -52,6 +62,17 @@ class TaskSpec:
     localdir: str | None = None
     successcodes: tuple[int, ...] = ()
     line: int = 0
+
+    def stages(self, upstream_index: int = 0, log_path: str = "") -> list[Stage]:
+        """The stages of a run from ``upstreams[upstream_index]`` (wrapping) writing to
+        *log_path*, in order."""
+        from mirror.commandline import stage_argvs
+
+        return [Stage(tuple(argv)) for argv in stage_argvs(self, upstream_index)]
+
+    def directories(self) -> tuple[str, ...]:
+        """The directories to create before each stage starts (an rsync task's localdir)."""
+        return (self.localdir,) if self.type == RSYNC and self.localdir else ()
 
     def succeeded(self, exit_code: int | None, general: GeneralSettings) -> bool:
         """Whether a stage that exited with *exit_code* (None: killed by a signal) succeeded.

@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """An independent next-run computation for tests.
 
-It shares no code with mirror.schedule and does not use croniter: it parses a
+It shares no code with mirror.cron and does not use croniter: it parses a
 plain subset of cron (numbers, *, */n, a-b, a-b/n, lists) by hand and walks
 real time minute by minute in UTC, reading local wall time through zoneinfo.
 

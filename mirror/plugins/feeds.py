@@ -2,17 +2,17 @@
 """The documents built from a snapshot: 0.8.4's status file, the tunasync jobs feed, and the
 texts they share (rsync's exit-code messages, sizes, times).
 
-Pure functions of a :class:`mirror.snapshot.Snapshot`, used by TaskStatus
+Pure functions of a :class:`mirror.views.Snapshot`, used by TaskStatus
 (files) and SlateFish (HTTP), so both always say the same thing.
 """
 from __future__ import annotations
 
 from datetime import datetime, tzinfo
 
-from mirror.snapshot import DISABLED, RUNNING, Snapshot, TaskView
-from mirror.state import CANCELLED, FAILED, KILLED, SUCCESS, TIMEOUT
-from mirror.state import exit_status as state_exit_status
+from mirror.history import CANCELLED, FAILED, KILLED, SUCCESS, TIMEOUT
+from mirror.history import exit_status as state_exit_status
 from mirror.task import RSYNC
+from mirror.views import DISABLED, RUNNING, Snapshot, TaskView
 
 # rsync(1), EXIT VALUES.
 RSYNC_MESSAGES = {

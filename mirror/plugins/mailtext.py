@@ -13,10 +13,10 @@ from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING
 
 from mirror.events import RunFinishedEvent
+from mirror.history import FAILED, SUCCESS, TIMEOUT
 from mirror.localzone import iso
 from mirror.plugins.feeds import result_message
-from mirror.snapshot import TaskView
-from mirror.state import FAILED, SUCCESS, TIMEOUT
+from mirror.views import TaskView
 
 if TYPE_CHECKING:
     from email.message import EmailMessage

@@ -13,8 +13,8 @@ import os
 import re
 
 from mirror.events import RunFinishedEvent
+from mirror.history import SUCCESS
 from mirror.pluginbase import PluginBase
-from mirror.state import SUCCESS
 
 log = logging.getLogger(__name__)
 

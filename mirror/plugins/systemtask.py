@@ -15,12 +15,12 @@ import re
 import stat
 from datetime import date, datetime, timedelta
 
+from mirror.cron import CronSchedule
 from mirror.events import SystemTaskInfo
 from mirror.i18n import _
 from mirror.loopcalls import UNANSWERED
 from mirror.pluginbase import PluginBase
 from mirror.pluginsettings import Setting
-from mirror.schedule import CronSchedule
 
 log = logging.getLogger(__name__)
 

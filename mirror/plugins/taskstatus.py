@@ -26,8 +26,8 @@ from mirror.loopcalls import UNANSWERED
 from mirror.pluginbase import PluginBase
 from mirror.plugins.feeds import jobs_document, status_document
 from mirror.pluginsettings import Setting
-from mirror.snapshot import Snapshot
 from mirror.values import parse_absolute_path
+from mirror.views import Snapshot
 
 log = logging.getLogger(__name__)
 

@@ -11,8 +11,8 @@ from zoneinfo import ZoneInfo
 
 from mirror.config import load_config
 from mirror.daemon import DaemonPaths, MirrorDaemon
+from mirror.history import FAILED, SUCCESS
 from mirror.locations import locate_config
-from mirror.state import FAILED, SUCCESS
 from test.integration.conftest import general, wait_for
 
 DUE = 1_800_000_000.0  # a whole minute (epoch seconds)

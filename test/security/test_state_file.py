@@ -11,9 +11,9 @@ import sys
 
 from mirror.config import load_config
 from mirror.daemon import STATE_FLUSH_SECONDS, DaemonPaths, MirrorDaemon
+from mirror.history import TaskHistory
 from mirror.localzone import local_zone
 from mirror.locations import locate_config
-from mirror.state import TaskState
 from test.integration.conftest import general
 
 QUICK = "[quick]\ntype = simple\ncommand = /bin/true\ntime = 0 0 1 1 *\n"
@@ -63,7 +63,7 @@ def test_state_writes_are_coalesced(tmp_path):
     writes = []
     daemon.store.save = lambda states: writes.append(dict(states))  # count, don't write
     for number in range(1000):  # a thousand run ends within one interval
-        daemon.states[f"task{number}"] = TaskState(result="success")
+        daemon.states[f"task{number}"] = TaskHistory(result="success")
         daemon.save_state()
         daemon._flush_state_when_due()
         clock[0] += STATE_FLUSH_SECONDS / 2000

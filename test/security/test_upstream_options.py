@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from mirror.commandline import stage_argvs
-from mirror.schedule import CronSchedule
+from mirror.cron import CronSchedule
 from mirror.task import DEFAULT_RSYNC_ARGS, TaskSpec
 from test.integration.conftest import RSYNC, general, wait_for
 

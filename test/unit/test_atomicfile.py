@@ -20,7 +20,7 @@ from mirror.plugins.taskstatus import (
     object_pieces,
     status_members,
 )
-from mirror.snapshot import Snapshot
+from mirror.views import Snapshot
 from test.unit.test_builtin_plugins import VIEW
 
 

@@ -13,8 +13,8 @@ from mirror.plugins.feeds import human_size, jobs_status, result_message
 from mirror.plugins.size import parse_total_size, read_run_tail
 from mirror.plugins.systemtask import SystemTask, old_task_logs
 from mirror.pluginsettings import PluginSection, Setting, validate
-from mirror.snapshot import TaskView
 from mirror.values import parse_non_negative_int
+from mirror.views import TaskView
 
 VIEW = TaskView(
     name="debian", type="rsync", enabled=True, state="idle", upstreams=("up",), upstream="up",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from mirror.commandline import check_upstream, rsync_source, stage_argvs
-from mirror.schedule import CronSchedule
+from mirror.cron import CronSchedule
 from mirror.task import TaskSpec
 
 ARGS = ("--links", "--hard-links", "--times", "--verbose", "--delete", "--recursive")

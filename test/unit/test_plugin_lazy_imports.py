@@ -34,7 +34,7 @@ SCRIPT = textwrap.dedent("""
     from mirror.pluginhost import PluginHost
     from mirror.pluginsettings import PluginSection, discover
     from mirror.policy import Conditions
-    from mirror.snapshot import Snapshot
+    from mirror.views import Snapshot
     from mirror.task import GeneralSettings
 
     HEAVY = json.loads(sys.argv[1])

@@ -24,7 +24,7 @@ from mirror.plugins.slatefish.listen import address_text, parse_listen
 from mirror.plugins.slatefish.page import relative, render_page
 from mirror.plugins.slatefish.server import HttpServer, ListenError, Response
 from mirror.policy import Conditions
-from mirror.snapshot import QueueView, Snapshot, TaskView
+from mirror.views import QueueView, Snapshot, TaskView
 from test.rawhttp import raw_request
 
 NOW = 1_700_000_000.0

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from mirror.localzone import iso
 from mirror.plugins.feeds import exit_status, human_size, jobs_status, result_message
-from mirror.snapshot import RUNNING, Snapshot, TaskView
+from mirror.views import RUNNING, Snapshot, TaskView
 
 
 def api_document(snapshot: Snapshot) -> dict[str, object]:

@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
     from mirror.pluginhost import HostAPI
     from mirror.policy import Conditions
-    from mirror.snapshot import Snapshot
+    from mirror.views import Snapshot
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from prometheus_client.registry import CollectorRegistry
 
 from mirror.plugins.feeds import exit_status
 from mirror.policy import Conditions
-from mirror.snapshot import RUNNING, Snapshot
 from mirror.taskqueue import KINDS
+from mirror.views import RUNNING, Snapshot
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 

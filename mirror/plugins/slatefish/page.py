@@ -13,9 +13,9 @@ from collections import Counter
 from datetime import datetime, tzinfo
 from html import escape
 
+from mirror.history import FAILED, TIMEOUT
 from mirror.plugins.feeds import human_size, jobs_status, result_message
-from mirror.snapshot import RUNNING, Snapshot, TaskView
-from mirror.state import FAILED, TIMEOUT
+from mirror.views import RUNNING, Snapshot, TaskView
 
 REFRESH_SECONDS = 60
 ABSOLUTE_FORMAT = "%Y-%m-%d %H:%M %Z"

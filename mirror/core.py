@@ -4,7 +4,7 @@
 Pure: it makes no OS calls and never reads a clock. Every method takes *now*
 (epoch seconds) from its caller, so tests can drive it through simulated weeks.
 The caller starts processes for ``START`` decisions and reports back through
-:meth:`Scheduler.finished`. Localdirs are compared through a path resolver the
+:meth:`SchedulingCore.finished`. Localdirs are compared through a path resolver the
 caller passes in (the daemon passes ``os.path.realpath``; the default,
 ``os.path.normpath``, reads nothing from the disk).
 """
@@ -65,7 +65,7 @@ def _inside(path: str, directory: str) -> bool:
     return path.startswith(prefix)
 
 
-class Scheduler:
+class SchedulingCore:
     """Queues runs of enabled tasks by their schedules; decides what happens when they are due."""
 
     def __init__(self, tasks: Iterable[TaskSpec], general: GeneralSettings, zone: tzinfo,

@@ -25,7 +25,7 @@ MAX_STATE_BYTES = 64 * 1024 * 1024  # about 100,000 tasks; /dev/zero must not fi
 
 
 @dataclass
-class TaskState:
+class TaskHistory:
     """The persisted history of one task. Times are epoch seconds."""
 
     last_start: float | None = None
@@ -43,7 +43,7 @@ class TaskState:
     size: int | None = None  # bytes, as a plugin last reported it
 
     @classmethod
-    def from_dict(cls, data: dict) -> TaskState:
+    def from_dict(cls, data: dict) -> TaskHistory:
         """Build from JSON, ignoring unknown keys and values of the wrong type."""
         known = {field.name: field for field in fields(cls)}
         values = {}
@@ -79,13 +79,13 @@ class StateFileError(Exception):
     """The state file cannot be used safely; the message says why and what to do."""
 
 
-class StateStore:
-    """Loads and saves ``{task name: TaskState}`` at *path*."""
+class HistoryStore:
+    """Loads and saves ``{task name: TaskHistory}`` at *path*."""
 
     def __init__(self, path: str) -> None:
         self.path = path
 
-    def load(self) -> dict[str, TaskState]:
+    def load(self) -> dict[str, TaskHistory]:
         """The saved states; an absent file gives {}.
 
         The file is opened without following links, only as a regular file, and read
@@ -113,7 +113,7 @@ class StateStore:
         if not isinstance(tasks, dict):
             self._set_aside("no 'tasks' object")
             return {}
-        return {name: TaskState.from_dict(value) for name, value in tasks.items()
+        return {name: TaskHistory.from_dict(value) for name, value in tasks.items()
                 if isinstance(name, str) and isinstance(value, dict)}
 
     def _set_aside(self, reason: str) -> None:
@@ -127,7 +127,7 @@ class StateStore:
         log.error("the state file %s is damaged (%s); kept as %s, starting without history",
                   self.path, reason, aside)
 
-    def save(self, states: dict[str, TaskState]) -> None:
+    def save(self, states: dict[str, TaskHistory]) -> None:
         """Write all states: a temporary file in the same directory, fsync, then os.replace.
 
         Raises:

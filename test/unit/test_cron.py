@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mirror.schedule import CronSchedule
+from mirror.cron import CronSchedule
 from test.cron_oracle import OracleCron
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")

@@ -10,9 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import tzinfo
 
+from mirror.core import SchedulingCore
+from mirror.history import TaskHistory
 from mirror.runs import Run
-from mirror.scheduler import Scheduler
-from mirror.state import TaskState
 from mirror.taskqueue import RUN
 
 IDLE = "idle"
@@ -81,8 +81,8 @@ class Snapshot:
         return next((task for task in self.tasks if task.name == name), None)
 
 
-def task_view(name: str, core: Scheduler, runs: Mapping[str, Run],
-              states: Mapping[str, TaskState]) -> TaskView:
+def task_view(name: str, core: SchedulingCore, runs: Mapping[str, Run],
+              states: Mapping[str, TaskHistory]) -> TaskView:
     """Task *name* (configured, or removed by a reload but still running) as of now.
 
     Raises:
@@ -90,7 +90,7 @@ def task_view(name: str, core: Scheduler, runs: Mapping[str, Run],
     """
     spec = core.tasks.get(name) or core.retired[name]
     run = runs.get(name)
-    state = states.get(name) or TaskState()
+    state = states.get(name) or TaskHistory()
     next_run = core.queue.get(RUN, name)
     condition = RUNNING if run else (IDLE if spec.enabled else DISABLED)
     return TaskView(
@@ -107,7 +107,7 @@ def task_view(name: str, core: Scheduler, runs: Mapping[str, Run],
         next_run=next_run.due if next_run else None)
 
 
-def take_snapshot(core: Scheduler, runs: Mapping[str, Run], states: Mapping[str, TaskState],
+def take_snapshot(core: SchedulingCore, runs: Mapping[str, Run], states: Mapping[str, TaskHistory],
                   zone: tzinfo, now: float) -> Snapshot:
     """Copy what plugins may see. Loop thread only."""
     tasks = tuple(task_view(name, core, runs, states)

@@ -6,13 +6,13 @@ import os
 
 import pytest
 
-from mirror.state import StateFileError, StateStore, TaskState
+from mirror.history import HistoryStore, StateFileError, TaskHistory
 
 
 def test_round_trip_and_atomic_replace(tmp_path):
-    store = StateStore(str(tmp_path / "state.json"))
+    store = HistoryStore(str(tmp_path / "state.json"))
     assert store.load() == {}
-    states = {"debian": TaskState(last_start=1.0, last_end=2.5, duration=1.5, result="success",
+    states = {"debian": TaskHistory(last_start=1.0, last_end=2.5, duration=1.5, result="success",
                                   exit_code=0, stage=2, upstream="u", upstream_index=1,
                                   last_success=2.5)}
     store.save(states)
@@ -26,7 +26,7 @@ def test_damaged_files_start_empty_and_are_kept_aside(tmp_path, caplog):
     path = tmp_path / "state.json"
     for number, text in enumerate(("{not json", "[]", '{"tasks": 3}', "\xff\xfe")):
         path.write_bytes(text.encode("latin-1"))
-        assert StateStore(str(path)).load() == {}
+        assert HistoryStore(str(path)).load() == {}
         assert not path.exists()
         kept = sorted(tmp_path.glob("state.json.damaged-*"))
         assert kept and kept[-1].read_bytes() == text.encode("latin-1"), number
@@ -53,15 +53,15 @@ def test_a_state_path_that_is_not_a_plain_file_is_refused(tmp_path, kind):
         other.write_text('{"tasks": {}}')
         os.link(other, path)
     with pytest.raises(StateFileError, match=r"cannot use the state file .*state\.json"):
-        StateStore(str(path)).load()
+        HistoryStore(str(path)).load()
 
 
 def test_an_oversized_state_file_is_refused(tmp_path, monkeypatch):
     path = tmp_path / "state.json"
     path.write_text('{"tasks": {}}' + " " * 100)
-    monkeypatch.setattr("mirror.state.MAX_STATE_BYTES", 50)
+    monkeypatch.setattr("mirror.history.MAX_STATE_BYTES", 50)
     with pytest.raises(StateFileError, match="more than the 50 allowed"):
-        StateStore(str(path)).load()
+        HistoryStore(str(path)).load()
 
 
 def test_unknown_keys_and_wrong_types_are_ignored(tmp_path):
@@ -69,5 +69,5 @@ def test_unknown_keys_and_wrong_types_are_ignored(tmp_path):
     path.write_text(json.dumps({"tasks": {"a": {"result": "failed", "future": 1,
                                                 "upstream_index": "x", "stage": [1]},
                                           "b": "nonsense"}}))
-    states = StateStore(str(path)).load()
-    assert states == {"a": TaskState(result="failed")}
+    states = HistoryStore(str(path)).load()
+    assert states == {"a": TaskHistory(result="failed")}

@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from mirror.core import DELAY, EXPIRE, SKIP, START, SYSTEM_DUE, WAIT, SchedulingCore
+from mirror.cron import CronSchedule
 from mirror.policy import Conditions
-from mirror.schedule import CronSchedule
-from mirror.scheduler import DELAY, EXPIRE, SKIP, START, SYSTEM_DUE, WAIT, Scheduler
 from mirror.task import GeneralSettings, TaskSpec
 from mirror.taskqueue import RETRY, RUN
 
@@ -40,7 +40,7 @@ class Simulation:
     def __init__(self, tasks, general=None, durations=None, outcome=None, resolve_path=None):
         self.now = T0 - 1
         extra = {} if resolve_path is None else {"resolve_path": resolve_path}
-        self.core = Scheduler(tasks, general or GeneralSettings(), ZONE, self.now, **extra)
+        self.core = SchedulingCore(tasks, general or GeneralSettings(), ZONE, self.now, **extra)
         self.durations = durations or {}
         self.outcome = outcome or (lambda name, end: True)
         self.ends: dict[str, float] = {}
@@ -127,7 +127,7 @@ def test_no_retry_when_the_next_run_comes_first():
 
 
 def test_a_run_clears_a_pending_retry():
-    core = Scheduler([task("r", "0 0 * * *", autoretry=600)], GeneralSettings(), ZONE, T0)
+    core = SchedulingCore([task("r", "0 0 * * *", autoretry=600)], GeneralSettings(), ZONE, T0)
     core.start_now("r", T0 + 10)
     assert core.finished("r", T0 + 20, succeeded=False) == T0 + 620
     assert core.queue.get(RETRY, "r").due == T0 + 620
@@ -184,7 +184,7 @@ def test_maxtasks_holds_back_low_priorities():
 
 
 def test_start_now_and_system_entries():
-    core = Scheduler([task("a", "0 0 * * *", timeout=60)], GeneralSettings(), ZONE, T0)
+    core = SchedulingCore([task("a", "0 0 * * *", timeout=60)], GeneralSettings(), ZONE, T0)
     core.start_now("a", T0)
     assert "a" in core.running
     with pytest.raises(ValueError, match="already running"):
@@ -200,7 +200,7 @@ def test_a_dst_week_in_berlin():
     berlin = ZoneInfo("Europe/Berlin")
     start = datetime(2026, 10, 22, tzinfo=berlin).timestamp()
     end = start + 7 * 24 * HOUR  # 168 real hours, across the fall-back night
-    core = Scheduler([task("fixed", "30 2 * * *"), task("starred", "30 * * * *")],
+    core = SchedulingCore([task("fixed", "30 2 * * *"), task("starred", "30 * * * *")],
                      GeneralSettings(), berlin, start)
     now, seen = start, Counter()
     while now + core.seconds_until_next(now) < end:
@@ -223,7 +223,7 @@ def test_a_task_waits_while_another_writes_its_localdir_then_starts():
 
 
 def test_reload_adds_removes_and_changes_without_touching_runs():
-    core = Scheduler([task("keep", "0 1 * * *"), task("gone", "0 2 * * *", localdir="/srv/g"),
+    core = SchedulingCore([task("keep", "0 1 * * *"), task("gone", "0 2 * * *", localdir="/srv/g"),
                       task("moved", "0 3 * * *"), task("off", "0 4 * * *")],
                      GeneralSettings(), ZONE, T0)
     core.start_now("gone", T0 + 10)
@@ -241,7 +241,7 @@ def test_reload_adds_removes_and_changes_without_touching_runs():
 
 
 def test_clock_jump_moves_durations_but_not_scheduled_runs():
-    core = Scheduler([task("t", "0 5 * * *", timeout=HOUR, autoretry=600)],
+    core = SchedulingCore([task("t", "0 5 * * *", timeout=HOUR, autoretry=600)],
                      GeneralSettings(), ZONE, T0)
     core.start_now("t", T0)
     core.finished("t", T0 + 60, succeeded=False)   # retry at T0 + 660
@@ -252,7 +252,7 @@ def test_clock_jump_moves_durations_but_not_scheduled_runs():
 
 
 def test_wall_clock_steps_run_no_slot_twice_and_lose_none():
-    core = Scheduler([task("hourly", "0 * * * *")], GeneralSettings(), ZONE, T0 - 1)
+    core = SchedulingCore([task("hourly", "0 * * * *")], GeneralSettings(), ZONE, T0 - 1)
     assert [d.action for d in core.due(T0, QUIET)] == [START]
     core.finished("hourly", T0 + 60, True)
     # Stepped back half an hour: the 00:00 slot that already ran does not come again.
@@ -265,7 +265,7 @@ def test_wall_clock_steps_run_no_slot_twice_and_lose_none():
 
 
 def test_a_waiting_task_disabled_by_reload_does_not_start():
-    core = Scheduler([task("a", "0 0 1 1 *", localdir="/srv/x"),
+    core = SchedulingCore([task("a", "0 0 1 1 *", localdir="/srv/x"),
                       task("b", "0 1 * * *", localdir="/srv/x")], GeneralSettings(), ZONE, T0)
     core.start_now("a", T0)
     assert [d.action for d in core.due(T0 + HOUR, QUIET)] == ["wait"]
@@ -277,7 +277,7 @@ def test_a_waiting_task_disabled_by_reload_does_not_start():
 
 
 def test_the_localdir_a_run_started_with_is_released_after_a_reload_moves_it():
-    core = Scheduler([task("a", "0 0 1 1 *", localdir="/srv/old"),
+    core = SchedulingCore([task("a", "0 0 1 1 *", localdir="/srv/old"),
                       task("b", "0 0 1 1 *", localdir="/srv/old")], GeneralSettings(), ZONE, T0)
     core.start_now("a", T0)
     core.reload([task("a", "0 0 1 1 *", localdir="/srv/new"),
@@ -287,7 +287,7 @@ def test_the_localdir_a_run_started_with_is_released_after_a_reload_moves_it():
 
 
 def test_no_retry_after_a_cancel_or_for_a_disabled_task():
-    core = Scheduler([task("r", "0 0 1 1 *", autoretry=60),
+    core = SchedulingCore([task("r", "0 0 1 1 *", autoretry=60),
                       task("off", "0 0 1 1 *", autoretry=60, enabled=False)],
                      GeneralSettings(), ZONE, T0)
     core.start_now("r", T0)
@@ -349,7 +349,7 @@ def test_aliases_and_nested_localdirs_never_run_together():
 def test_a_directory_and_one_inside_it_exclude_each_other_both_ways(outer_first):
     outer = task("outer", "0 0 1 1 *", localdir="/srv/a")
     inner = task("inner", "0 0 1 1 *", localdir="/srv/a/b/c")
-    core = Scheduler([outer, inner], GeneralSettings(), ZONE, T0)
+    core = SchedulingCore([outer, inner], GeneralSettings(), ZONE, T0)
     first, second = (outer, inner) if outer_first else (inner, outer)
     core.start_now(first.name, T0)
     assert core.writer_of(second) == first.name
@@ -361,7 +361,7 @@ def test_a_directory_and_one_inside_it_exclude_each_other_both_ways(outer_first)
 
 def test_refusals_and_waits_name_both_directories():
     fs = FakeFilesystem({"/srv/link": "/srv/a"})
-    core = Scheduler([task("plain", "0 0 1 1 *", localdir="/srv/a"),
+    core = SchedulingCore([task("plain", "0 0 1 1 *", localdir="/srv/a"),
                       task("twin", "0 0 1 1 *", localdir="/srv/a"),
                       task("alias", "0 1 * * *", localdir="/srv/link"),
                       task("nested", "0 0 1 1 *", localdir="/srv/link/b"),
@@ -388,7 +388,7 @@ def test_refusals_and_waits_name_both_directories():
 
 def test_a_run_keeps_the_directory_it_resolved_when_it_started():
     fs = FakeFilesystem({"/srv/link": "/srv/a"})
-    core = Scheduler([task("via-link", "0 0 1 1 *", localdir="/srv/link"),
+    core = SchedulingCore([task("via-link", "0 0 1 1 *", localdir="/srv/link"),
                       task("a", "0 0 1 1 *", localdir="/srv/a"),
                       task("b", "0 0 1 1 *", localdir="/srv/b")],
                      GeneralSettings(), ZONE, T0, resolve_path=fs)
@@ -408,7 +408,7 @@ def test_each_decision_resolves_one_path_however_many_tasks_there_are():
     fs = FakeFilesystem()
     tasks = [task(f"t{i}", "0 0 1 1 *", localdir=f"/srv/m{i}") for i in range(2000)]
     tasks.append(task("due", "0 1 * * *", localdir="/srv/due"))
-    core = Scheduler(tasks, GeneralSettings(), ZONE, T0, resolve_path=fs)
+    core = SchedulingCore(tasks, GeneralSettings(), ZONE, T0, resolve_path=fs)
     assert fs.calls == []  # nothing is resolved before a run is decided
     for i in range(5):
         core.start_now(f"t{i}", T0)
@@ -419,7 +419,7 @@ def test_each_decision_resolves_one_path_however_many_tasks_there_are():
 
 
 def test_the_default_resolver_reads_no_disk_but_normalises():
-    core = Scheduler([task("a", "0 0 1 1 *", localdir="/srv/x/"),
+    core = SchedulingCore([task("a", "0 0 1 1 *", localdir="/srv/x/"),
                       task("b", "0 0 1 1 *", localdir="/srv/./x/sub/.."),
                       task("c", "0 0 1 1 *", localdir="/srv/x/y")], GeneralSettings(), ZONE, T0)
     core.start_now("a", T0)
@@ -430,7 +430,7 @@ def test_a_failing_resolver_falls_back_to_the_normalised_path():
     def broken(path: str) -> str:
         raise PermissionError(13, "Permission denied", path)
 
-    core = Scheduler([task("a", "0 0 1 1 *", localdir="/srv/x"),
+    core = SchedulingCore([task("a", "0 0 1 1 *", localdir="/srv/x"),
                       task("b", "0 0 1 1 *", localdir="/srv/x/")],
                      GeneralSettings(), ZONE, T0, resolve_path=broken)
     core.start_now("a", T0)
@@ -440,7 +440,7 @@ def test_a_failing_resolver_falls_back_to_the_normalised_path():
 
 def test_one_localdir_that_now_resolves_elsewhere_is_shown_with_both_real_paths():
     fs = FakeFilesystem({"/srv/link": "/srv/a"})
-    core = Scheduler([task("x", "0 0 1 1 *", localdir="/srv/link"),
+    core = SchedulingCore([task("x", "0 0 1 1 *", localdir="/srv/link"),
                       task("y", "0 0 1 1 *", localdir="/srv/link")],
                      GeneralSettings(), ZONE, T0, resolve_path=fs)
     core.start_now("x", T0)
