@@ -2,15 +2,13 @@
 """``mirrord --check``: what the daemon would do with a config, as a table or as JSON."""
 from __future__ import annotations
 
-import shlex
 from datetime import datetime, tzinfo
 
-from mirror.commandline import rsync_source, stage_argvs
 from mirror.config import MirrorConfig, TaskSection
 from mirror.durations import format_duration
 from mirror.i18n import _
+from mirror.kinds import DEFAULT_KIND
 from mirror.tables import format_table
-from mirror.task import RSYNC, TaskSpec
 
 
 def columns() -> tuple[str, ...]:
@@ -29,7 +27,7 @@ def task_row(section: TaskSection, since: datetime, zone: tzinfo) -> dict[str, o
     if spec is None:
         return {
             "name": section.name, "valid": False,
-            "type": section.values.get("type", RSYNC), "enabled": None,
+            "type": section.values.get("type", DEFAULT_KIND), "enabled": None,
             "priority": section.values.get("priority"), "time": section.values.get("time"),
             "next_run": None, "timeout": None, "autoretry": None, "argv": [],
             "upstreams": [], "localdir": section.values.get("localdir"),
@@ -38,7 +36,8 @@ def task_row(section: TaskSection, since: datetime, zone: tzinfo) -> dict[str, o
     return {
         "name": spec.name, "valid": True, "type": spec.type, "enabled": spec.enabled,
         "priority": spec.priority, "time": spec.time, "next_run": next_run,
-        "timeout": spec.timeout, "autoretry": spec.autoretry, "argv": stage_argvs(spec),
+        "timeout": spec.timeout, "autoretry": spec.autoretry,
+        "argv": [list(stage.argv) for stage in spec.stages()],
         "upstreams": list(spec.upstreams), "localdir": spec.localdir,
     }
 
@@ -52,17 +51,6 @@ def check_report(config: MirrorConfig, since: datetime, zone: tzinfo) -> dict[st
     }
 
 
-def _route(spec: TaskSpec | None, row: dict[str, object]) -> str:
-    if spec is None:
-        return "-"
-    if spec.type != RSYNC:
-        return shlex.join(stage_argvs(spec)[-1])
-    more = len(spec.upstreams) - 1
-    source = rsync_source(spec.upstreams[0], spec.rsyncdir) + "/"
-    extra = _(" (+{count} more)").format(count=more) if more else ""
-    return f"{source}{extra} → {row['localdir']}"
-
-
 def _cells(section: TaskSection, row: dict[str, object]) -> tuple[str, ...]:
     spec = section.spec
     if spec is None:
@@ -71,9 +59,11 @@ def _cells(section: TaskSection, row: dict[str, object]) -> tuple[str, ...]:
     next_run = row["next_run"]
     shown_next = (datetime.fromisoformat(str(next_run)).isoformat(sep=" ", timespec="minutes")
                   if next_run else _("disabled"))
-    return (spec.name, spec.type + (_(" 2-stage") if spec.twostage else ""), str(spec.priority),
+    two_stage = len(spec.stages()) > 1
+    return (spec.name, spec.type + (_(" 2-stage") if two_stage else ""), str(spec.priority),
             _("yes") if spec.enabled else _("no"), spec.time, shown_next,
-            format_duration(spec.timeout), format_duration(spec.autoretry), _route(spec, row))
+            format_duration(spec.timeout), format_duration(spec.autoretry),
+            spec.kind.route(spec))
 
 
 def render_check(config: MirrorConfig, report: dict[str, object]) -> str:

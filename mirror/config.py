@@ -11,50 +11,46 @@ import os
 import shutil
 import stat
 from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from mirror.commandline import check_upstream
-from mirror.cron import CronSchedule
 from mirror.diagnostics import ERROR, WARNING, ConfigIssue, IssueCollector
 from mirror.durations import parse_duration
 from mirror.i18n import _
 from mirror.inifile import Entry, Section, parse_ini
 from mirror.locations import PLUGIN_INI, ConfigLocation
-from mirror.pluginsettings import PluginSection, read_sections
-from mirror.task import (
-    DEFAULT_RSYNC_ARGS,
+from mirror.kinds import DEFAULT_KIND, kind_named, kind_names, kinds_using, task_keys
+from mirror.kinds.base import (
+    AUTORETRY,
+    COMMON_SETTINGS,
+    ENABLED,
+    PRIORITY,
     PRIORITY_HIGHEST,
     PRIORITY_LOWEST,
-    RSYNC,
-    SIMPLE,
-    TASK_TYPES,
-    GeneralSettings,
-    TaskSpec,
+    SUCCESSCODES,
+    TIME,
+    TIMEOUT,
+    TYPE,
+    TaskKind,
+    joined_names,
 )
+from mirror.kinds.sectionvalues import TaskValues
+from mirror.pluginsettings import PluginSection, read_sections
+from mirror.task import GeneralSettings, TaskSpec
 from mirror.textdecode import decode_config_bytes
 from mirror.values import (
-    check_rsyncdir,
-    check_subdirectory,
     check_task_name,
-    parse_bool,
     parse_emails,
     parse_exit_codes,
-    parse_int,
     parse_non_negative_float,
     parse_non_negative_int,
     parse_ports,
-    parse_words,
 )
 
 GENERAL = "general"
-UPSTREAM = "upstream[]"
 GENERAL_KEYS = ("emails", "loadlimit", "httpconn", "httpports", "logdir", "maxtasks",
                 "successcodes", "killgrace", "statefile")
-TASK_KEYS = ("type", "enabled", UPSTREAM, "command", "time", "rsyncdir", "localdir", "args",
-             "exclude", "twostage", "firststage", "timeout", "priority", "autoretry",
-             "successcodes")
-RSYNC_ONLY_KEYS = (UPSTREAM, "rsyncdir", "exclude")
 MAX_FILE_BYTES = 16 * 1024 * 1024
 
 Which = Callable[[str], "str | None"]
@@ -264,170 +260,78 @@ class _TaskValidator:
         self.issues = issues
         self.base_dir = base_dir
         self.which = which
+        self.keys = task_keys()
         self._commands: dict[str, str | None] = {}
 
     def read(self, section: Section) -> TaskSection:
         before = len(self.issues.issues)
         name = section.name
-        entries = _entries_by_key(section, TASK_KEYS, self.issues)
+        entries = _entries_by_key(section, self.keys, self.issues)
         raw = {key: found[0].value for key, found in entries.items()}
         if name.lower() == GENERAL:
-            self._error(section, None, _("write the section name as [general], in lower case"))
+            self.issues.error(_("write the section name as [general], in lower case"),
+                              section.line, name)
         else:
-            self._convert(section, None, check_task_name, name)
-        spec = self._build(section, entries, raw)
+            try:
+                check_task_name(name)
+            except ValueError as error:
+                self.issues.error(str(error), section.line, name)
+        spec = self._build(section, entries)
         has_error = any(issue.severity == ERROR for issue in self.issues.issues[before:])
         return TaskSection(name, section.line, raw, None if has_error else spec)
 
-    def _error(self, section: Section, entry: Entry | None, message: str,
-               key: str | None = None) -> None:
-        line = entry.line if entry else section.line
-        self.issues.error(message, line, section.name, entry.key if entry else key)
+    def _kind(self, values: TaskValues) -> TaskKind[Any]:
+        """The kind ``type`` names; rsync when it is absent, or, reported, unknown."""
+        values.read((TYPE,))
+        kind = kind_named(values.get(TYPE) or DEFAULT_KIND)
+        if kind is None:
+            values.error(TYPE, _("'{value}' is not a task type (use {types}; leave it out for "
+                                 "{default})").format(value=values.text(TYPE),
+                                                     types=kind_names(), default=DEFAULT_KIND))
+            kind = kind_named(DEFAULT_KIND)
+        assert kind is not None
+        return kind
 
-    def _convert(self, section: Section, entry: Entry | None,
-                 converter: Callable[[str], object], value: str) -> object:
-        try:
-            return converter(value)
-        except ValueError as error:
-            self._error(section, entry, str(error))
-            return None
-
-    def _value(self, section: Section, entries: dict[str, list[Entry]], key: str,
-               converter: Callable[[str], object], default: object) -> object:
-        found = entries.get(key)
-        if not found:
-            return default
-        return self._convert(section, found[0], converter, found[0].value)
-
-    def _required(self, section: Section, entries: dict[str, list[Entry]], key: str,
-                  hint: str) -> Entry | None:
-        found = entries.get(key)
-        if found and found[0].value:
-            return found[0]
-        entry = found[0] if found else None
-        self._error(section, entry, _("missing required key '{key}' ({hint})").format(
-            key=key, hint=hint), key)
-        return None
-
-    def _build(self, section: Section, entries: dict[str, list[Entry]],
-               raw: dict[str, str]) -> TaskSpec | None:
-        task_type = raw.get("type", RSYNC).strip().lower() or RSYNC
-        if task_type not in TASK_TYPES:
-            self._error(section, entries["type"][0], _("'{value}' is not a task type (use rsync or "
-                        "simple; leave it out for rsync)").format(value=raw["type"]))
-            task_type = RSYNC
-        if task_type == SIMPLE:
-            for key in RSYNC_ONLY_KEYS:
-                for entry in entries.get(key, []):
-                    self.issues.warning(_("ignored: only rsync tasks use it"),
-                                        entry.line, section.name, key)
-        enabled = self._value(section, entries, "enabled", parse_bool, True)
-        time_entry = self._required(section, entries, "time",
-                                    _("a cron expression, e.g. 0 */6 * * *"))
-        schedule = (self._convert(section, time_entry, CronSchedule.parse, time_entry.value)
-                    if time_entry else None)
-        command = self._command(section, entries)
-        priority = self._priority(section, entries)
-        timeout = self._value(section, entries, "timeout", parse_duration, 0)
-        autoretry = self._value(section, entries, "autoretry", parse_duration, 0)
-        default_args = DEFAULT_RSYNC_ARGS if task_type == RSYNC else ""
-        args = self._value(section, entries, "args", parse_words, parse_words(default_args))
-        exclude = self._value(section, entries, "exclude", parse_words, ())
-        if task_type == RSYNC:
-            for key, words in (("args", args), ("exclude", exclude)):
-                if isinstance(words, tuple) and "--" in words:
-                    self._error(section, entries[key][0], _(
-                        "a bare '--' ends rsync's options early, and mirrord puts one before "
-                        "the source and destination itself; remove it"))
-        successcodes = self._value(section, entries, "successcodes", parse_exit_codes, ())
-        twostage = self._value(section, entries, "twostage", parse_bool, False)
-        firststage = None
-        if twostage:
-            if task_type == RSYNC:
-                hint = _("twostage is on: name the directory synced first, e.g. pool")
-            else:
-                hint = _("twostage is on: give the first stage's arguments")
-            entry = self._required(section, entries, "firststage", hint)
-            if entry:
-                firststage = entry.value
-                check = parse_words if task_type == SIMPLE else check_subdirectory
-                self._convert(section, entry, check, entry.value)
-        upstreams: tuple[str, ...] = ()
-        rsyncdir = ""
-        localdir = None
-        if task_type == RSYNC:
-            upstreams = self._upstreams(section, entries)
-            rsyncdir_entry = self._required(section, entries, "rsyncdir",
-                                            _("the module and path on the upstream, e.g. debian/"))
-            rsyncdir = rsyncdir_entry.value if rsyncdir_entry else ""
-            if rsyncdir_entry:
-                self._convert(section, rsyncdir_entry, check_rsyncdir, rsyncdir)
-            localdir_entry = self._required(section, entries, "localdir",
-                                            _("the directory the mirror is written to"))
-            if localdir_entry:
-                localdir = _absolute(localdir_entry.value, self.base_dir)
-        elif entries.get("localdir"):
-            localdir = _absolute(entries["localdir"][0].value, self.base_dir)
-        if schedule is None or command is None:
+    def _build(self, section: Section, entries: dict[str, list[Entry]]) -> TaskSpec | None:
+        values = TaskValues(section, entries, self.issues, self.base_dir, self._resolve)
+        kind = self._kind(values)
+        own = {setting.key for setting in (*COMMON_SETTINGS, *kind.settings)}
+        for key, found in entries.items():
+            if key not in own:
+                message = _("ignored: only {types} tasks use it").format(
+                    types=joined_names(kinds_using(key)))
+                for entry in found:
+                    self.issues.warning(message, entry.line, section.name, key)
+        values.read(setting for setting in COMMON_SETTINGS if setting is not TYPE)
+        values.read(kind.settings)
+        schedule = values.get(TIME)
+        priority = self._priority(values)
+        parts = kind.build(values)
+        if schedule is None or parts is None:
             return None
         return TaskSpec(
-            name=section.name, type=task_type, enabled=bool(enabled), time=schedule.expression,
-            schedule=schedule, command=command, priority=priority, timeout=timeout or 0,
-            autoretry=autoretry or 0, args=args or (), exclude=exclude or (),
-            twostage=bool(twostage), firststage=firststage, upstreams=upstreams,
-            rsyncdir=rsyncdir, localdir=localdir, successcodes=successcodes or (),
-            line=section.line,
+            name=section.name, enabled=values.get(ENABLED), time=schedule.expression,
+            schedule=schedule, options=parts.options, priority=priority,
+            timeout=values.get(TIMEOUT), autoretry=values.get(AUTORETRY),
+            upstreams=parts.upstreams, localdir=parts.localdir,
+            successcodes=values.get(SUCCESSCODES), line=section.line,
         )
 
-    def _upstreams(self, section: Section, entries: dict[str, list[Entry]]) -> tuple[str, ...]:
-        found = [entry for entry in entries.get(UPSTREAM, []) if entry.value]
-        if not found:
-            self._error(section, None, _("missing required key '{key}' (one line per upstream: "
-                        "a host, an rsync://host/module/ URL, or a local path)").format(
-                            key=UPSTREAM), UPSTREAM)
-        upstreams = []
-        for entry in found:
-            value = entry.value
-            if value.startswith(("./", "../")):  # a local tree beside the config file
-                value = _absolute(value, self.base_dir)
-            self._convert(section, entry, check_upstream, value)
-            upstreams.append(value)
-        return tuple(upstreams)
-
-    def _priority(self, section: Section, entries: dict[str, list[Entry]]) -> int:
-        found = entries.get("priority")
-        if not found:
-            return PRIORITY_LOWEST
-        entry = found[0]
-        value = self._convert(section, entry, parse_int, entry.value)
-        if not isinstance(value, int):
-            return PRIORITY_LOWEST
+    def _priority(self, values: TaskValues) -> int:
+        value = values.get(PRIORITY)
         clamped = min(max(value, PRIORITY_HIGHEST), PRIORITY_LOWEST)
         if clamped != value:
-            self.issues.warning(_("{value} is outside 1-10 (1 is the highest); using {clamped}")
-                                .format(value=value, clamped=clamped),
-                                entry.line, section.name, "priority")
+            values.warning(PRIORITY, _("{value} is outside 1-10 (1 is the highest); using "
+                                       "{clamped}").format(value=value, clamped=clamped))
         return clamped
 
-    def _command(self, section: Section, entries: dict[str, list[Entry]]) -> str | None:
-        found = entries.get("command")
-        entry = found[0] if found else None
-        name = entry.value if entry and entry.value else RSYNC
-        if name not in self._commands:
-            self._commands[name] = self._resolve(name)
-        resolved = self._commands[name]
-        if resolved is None:
-            if "/" in name:
-                message = _("'{name}' is not an executable file").format(name=name)
-            else:
-                message = _("command '{name}' not found on PATH; install it or give its "
-                            "full path").format(name=name)
-            self._error(section, entry, message, "command")
-        return resolved
-
     def _resolve(self, name: str) -> str | None:
-        if "/" in name:
-            path = _absolute(name, self.base_dir)
-            return path if os.path.isfile(path) and os.access(path, os.X_OK) else None
-        found = self.which(name)
-        return os.path.abspath(found) if found else None
+        """The executable *name* (an absolute path, or a name on PATH) is, or None."""
+        if name not in self._commands:
+            if name.startswith("/"):
+                usable = os.path.isfile(name) and os.access(name, os.X_OK)
+                self._commands[name] = name if usable else None
+            else:
+                found = self.which(name)
+                self._commands[name] = os.path.abspath(found) if found else None
+        return self._commands[name]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, Optional, TypeVar
 
 from mirror.diagnostics import IssueCollector
 from mirror.i18n import _
@@ -29,20 +29,31 @@ ENABLED = "enabled"
 ENTRY_POINT_GROUP = "mirror.plugin.mirrorplugin"
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
-class Setting:
-    """One key of a plugin's section.
+class Setting(Generic[T]):
+    """One key of a plugin's section (or of a task section: see :mod:`mirror.kinds`).
 
     ``parse`` turns the text into a value or raises ValueError with a message
     that says what is allowed; ``default`` is used when the key is absent.
+    ``required``, when set, makes the key required: it returns, in the user's
+    language, what to give, for the "missing required key" message (a function,
+    so that the text is translated when the message is made, not at import).
     """
 
     key: str
-    parse: Callable[[str], Any]
-    default: Any
+    parse: Callable[[str], T]
+    default: T
     help: str = ""
+    required: Optional[Callable[[], str]] = None
+
+
+def missing_message(setting: Setting[Any]) -> str:
+    """The error for a required *setting* that is absent or empty, in the user's language."""
+    hint = setting.required() if setting.required is not None else ""
+    return _("missing required key '{key}' ({hint})").format(key=setting.key, hint=hint)
 
 
 @dataclass(frozen=True)
@@ -74,7 +85,7 @@ def read_sections(sections: Iterable[Section]) -> dict[str, PluginSection]:
     return result
 
 
-def validate(schema: tuple[Setting, ...], section: PluginSection | None,
+def validate(schema: tuple[Setting[Any], ...], section: PluginSection | None,
              issues: IssueCollector,
              check: Callable[[dict[str, Any]], list[str]] | None = None) -> dict[str, Any] | None:
     """Read *section* against *schema*; then *check* says what is wrong with the values taken
@@ -120,6 +131,11 @@ def validate(schema: tuple[Setting, ...], section: PluginSection | None,
         except Exception as problem:  # a third-party parser's bug must not end --check
             issues.error(_("the plugin could not read this value ({problem!r})").format(
                 problem=problem), line, section.name, key)
+            ok = False
+    for setting in schema:
+        if setting.required is not None and not section.raw.get(setting.key, "").strip():
+            issues.error(missing_message(setting), section.lines.get(setting.key, section.line),
+                         section.name, setting.key)
             ok = False
     if ok and check is not None:
         try:

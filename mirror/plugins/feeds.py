@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """The documents built from a snapshot: 0.8.4's status file, the tunasync jobs feed, and the
-texts they share (rsync's exit-code messages, sizes, times).
+texts they share (exit-code messages, sizes, times).
 
 Pure functions of a :class:`mirror.views.Snapshot`, used by TaskStatus
 (files) and SlateFish (HTTP), so both always say the same thing.
@@ -11,32 +11,8 @@ from datetime import datetime, tzinfo
 
 from mirror.history import CANCELLED, FAILED, KILLED, SUCCESS, TIMEOUT
 from mirror.history import exit_status as state_exit_status
-from mirror.task import RSYNC
+from mirror.kinds import result_message as exit_code_message
 from mirror.views import DISABLED, RUNNING, Snapshot, TaskView
-
-# rsync(1), EXIT VALUES.
-RSYNC_MESSAGES = {
-    0: "Success",
-    1: "Syntax or usage error",
-    2: "Protocol incompatibility",
-    3: "Errors selecting input/output files, dirs",
-    4: "Requested action not supported",
-    5: "Error starting client-server protocol",
-    6: "Daemon unable to append to log-file",
-    10: "Error in socket I/O",
-    11: "Error in file I/O",
-    12: "Error in rsync protocol data stream",
-    13: "Errors with program diagnostics",
-    14: "Error in IPC code",
-    20: "Received SIGUSR1 or SIGINT",
-    21: "Some error returned by waitpid()",
-    22: "Error allocating core memory buffers",
-    23: "Partial transfer due to error",
-    24: "Partial transfer due to vanished source files",
-    25: "The --max-delete limit stopped deletions",
-    30: "Timeout in data send/receive",
-    35: "Timeout waiting for daemon connection",
-}
 
 # 0.8.4's status codes.
 STATUS_INITIAL = 0
@@ -65,9 +41,7 @@ def result_message(task: TaskView) -> str:
     code = task.exit_code
     if code is None:
         return "Could not be started; see the task log"
-    if task.type == RSYNC:
-        return RSYNC_MESSAGES.get(code, f"rsync exited with code {code}")
-    return "Task finished" if code == 0 else f"Exited with code {code}"
+    return exit_code_message(task.type, code)
 
 
 def human_size(size: int | None) -> str:

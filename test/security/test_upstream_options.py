@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from mirror.commandline import stage_argvs
 from mirror.cron import CronSchedule
-from mirror.task import DEFAULT_RSYNC_ARGS, TaskSpec
+from mirror.kinds.rsync import DEFAULT_RSYNC_ARGS, RsyncOptions, stage_argvs
+from mirror.task import TaskSpec
 from test.integration.conftest import RSYNC, general, wait_for
 
 YEARLY = "0 0 1 1 *"  # these tasks run only when asked to
@@ -157,11 +157,11 @@ def test_a_source_that_looks_like_an_option_is_still_a_source(rsync_daemon, tmp_
     """The second line of defence, with the first taken away: a task built without the
     loader's checks, whose source starts with ``-``. After ``--`` rsync reads it as a
     source and syncs; without ``--`` it reads ``-e sh@…`` and syncs nothing, with exit 0."""
-    task = TaskSpec(name="evil", type="rsync", enabled=True, time=YEARLY,
-                    schedule=CronSchedule.parse(YEARLY), command=RSYNC,
-                    args=(*shlex.split(DEFAULT_RSYNC_ARGS), f"--port={rsync_daemon.port}"),
-                    upstreams=("-esh@127.0.0.1",), rsyncdir="mirror/",
-                    localdir=str(tmp_path / "with"))
+    task = TaskSpec(name="evil", enabled=True, time=YEARLY,
+                    schedule=CronSchedule.parse(YEARLY),
+                    options=RsyncOptions(command=RSYNC, rsyncdir="mirror/", args=(
+                        *shlex.split(DEFAULT_RSYNC_ARGS), f"--port={rsync_daemon.port}")),
+                    upstreams=("-esh@127.0.0.1",), localdir=str(tmp_path / "with"))
     (argv,) = stage_argvs(task)
     assert argv[-3:] == ["--", "-esh@127.0.0.1::mirror/", str(tmp_path / "with")]
     synced = subprocess.run(argv, capture_output=True, text=True, timeout=60)

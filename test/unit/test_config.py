@@ -52,9 +52,9 @@ def test_general_values_and_task_defaults(tmp_path):
     assert task.upstreams == ("ftp.de.debian.org", "rsync://mirror.example.org/pub/")
     assert (task.type, task.enabled, task.priority, task.timeout, task.autoretry) == (
         "rsync", True, 10, 0, 0)
-    assert task.args == ("--links", "--hard-links", "--times", "--verbose", "--delete",
-                         "--recursive", "--stats")
-    assert task.command.endswith("/rsync") and os.path.isabs(task.command)
+    assert task.options.args == ("--links", "--hard-links", "--times", "--verbose", "--delete",
+                                 "--recursive", "--stats")
+    assert task.options.command.endswith("/rsync") and os.path.isabs(task.options.command)
 
 
 def test_missing_general_means_defaults_with_a_warning(tmp_path):
@@ -75,7 +75,7 @@ def test_relative_paths_are_relative_to_the_file(tmp_path):
     config = load_config(locate_config(str(path)))
     assert messages(config) == []
     simple, rsync = config.tasks
-    assert simple.command == str(tmp_path / "conf" / "sync.sh")
+    assert simple.options.command == str(tmp_path / "conf" / "sync.sh")
     assert simple.localdir == str(tmp_path / "data")
     assert rsync.upstreams == (str(tmp_path / "conf" / "upstream"), str(tmp_path / "up2"))
     assert rsync.localdir == str(tmp_path / "conf" / "mirror" / "tree")
@@ -224,7 +224,7 @@ def test_repeated_section_is_an_error(tmp_path):
 def test_simple_task_ignores_rsync_keys_with_a_warning(tmp_path):
     config = load(tmp_path, "[general]\n[job]\ntype = simple\ncommand = true\ntime = @hourly\n"
                             "rsyncdir = x\n")
-    assert messages(config) == [] and config.tasks[0].args == ()
+    assert messages(config) == [] and config.tasks[0].options.args == ()
     assert [w.key for w in config.warnings] == ["rsyncdir"]
 
 

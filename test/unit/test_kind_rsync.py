@@ -1,23 +1,38 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""What each stage of a run executes."""
+"""What each stage of a run executes (the rsync kind, and the simple kind beside it)."""
 from __future__ import annotations
 
 import pytest
 
-from mirror.commandline import check_upstream, rsync_source, stage_argvs
 from mirror.cron import CronSchedule
+from mirror.kinds.rsync import RsyncOptions, check_upstream, rsync_source, stage_argvs
+from mirror.kinds.simple import SimpleOptions
 from mirror.task import TaskSpec
+from mirror.values import parse_words
 
 ARGS = ("--links", "--hard-links", "--times", "--verbose", "--delete", "--recursive")
+COMMON = ("name", "enabled", "time", "schedule", "priority", "timeout", "autoretry",
+          "upstreams", "localdir", "successcodes")
 
 
 def spec(**overrides) -> TaskSpec:
+    """A task from the flat keys of a section (``type`` picks the options' class)."""
     values = dict(name="debian", type="rsync", enabled=True, time="0 * * * *",
                   schedule=CronSchedule.parse("0 * * * *"), command="/usr/bin/rsync", args=ARGS,
                   exclude=("--exclude", ".~tmp~/"), upstreams=("ftp.example.org",),
                   rsyncdir="debian/", localdir="/srv/mirror/debian")
     values.update(overrides)
-    return TaskSpec(**values)
+    common = {key: values.pop(key) for key in COMMON if key in values}
+    if values.pop("type") == "simple":
+        firststage = parse_words(values["firststage"]) if values.get("twostage") else None
+        options = SimpleOptions(command=values["command"], args=values["args"],
+                                firststage=firststage)
+    else:
+        options = RsyncOptions(command=values["command"], rsyncdir=values["rsyncdir"],
+                               args=values["args"], exclude=values.get("exclude", ()),
+                               twostage=values.get("twostage", False),
+                               firststage=values.get("firststage"))
+    return TaskSpec(options=options, **common)
 
 
 @pytest.mark.parametrize("upstream, source", [
@@ -124,12 +139,34 @@ def test_two_stage_turns_every_delete_timing_into_one_delete_after():
     assert stage2.count("--delete-after") == 1 and stage2.count("--delay-updates") == 1
 
 
+def argvs(task: TaskSpec) -> list[list[str]]:
+    return [list(stage.argv) for stage in task.stages()]
+
+
 def test_simple_tasks():
     task = spec(type="simple", command="/bin/sleep", args=("10",), upstreams=(), exclude=())
-    assert stage_argvs(task) == [["/bin/sleep", "10"]]
+    assert argvs(task) == [["/bin/sleep", "10"]]
     task = spec(type="simple", command="/bin/sleep", args=("10",), twostage=True,
                 firststage="5 'x y'")
-    assert stage_argvs(task) == [["/bin/sleep", "5", "x y"], ["/bin/sleep", "10"]]
+    assert argvs(task) == [["/bin/sleep", "5", "x y"], ["/bin/sleep", "10"]]
+
+
+def test_stages_are_the_argvs_with_nothing_added_to_the_environment():
+    task = spec(twostage=True, firststage="pool")
+    assert [stage.argv for stage in task.stages(1, "/var/log/x.log")] == [
+        tuple(argv) for argv in stage_argvs(task, 1)]
+    assert all(stage.environ == {} for stage in task.stages())
+    assert task.directories() == ("/srv/mirror/debian",)
+    assert spec(type="simple", command="/bin/true", args=()).directories() == ()
+
+
+def test_rsync_exit_codes_have_rsyncs_words():
+    from mirror.kinds import result_message
+
+    assert result_message("rsync", 24) == "Partial transfer due to vanished source files"
+    assert result_message("rsync", 99) == "rsync exited with code 99"
+    assert result_message("simple", 24) == "Exited with code 24"
+    assert result_message("simple", 0) == "Task finished"
 
 
 def test_success_codes():
