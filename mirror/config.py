@@ -11,15 +11,14 @@ import os
 import shutil
 import stat
 from collections.abc import Callable
-from typing import Any
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from mirror.diagnostics import ERROR, WARNING, ConfigIssue, IssueCollector
 from mirror.durations import parse_duration
 from mirror.i18n import _
 from mirror.inifile import Entry, Section, parse_ini
-from mirror.locations import PLUGIN_INI, ConfigLocation
 from mirror.kinds import DEFAULT_KIND, kind_named, kind_names, kinds_using, task_keys
 from mirror.kinds.base import (
     AUTORETRY,
@@ -36,6 +35,7 @@ from mirror.kinds.base import (
     joined_names,
 )
 from mirror.kinds.sectionvalues import TaskValues
+from mirror.locations import PLUGIN_INI, ConfigLocation
 from mirror.pluginsettings import PluginSection, read_sections
 from mirror.task import GeneralSettings, TaskSpec
 from mirror.textdecode import decode_config_bytes

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from mirror.diagnostics import IssueCollector
 from mirror.i18n import _
@@ -47,7 +47,7 @@ class Setting(Generic[T]):
     parse: Callable[[str], T]
     default: T
     help: str = ""
-    required: Optional[Callable[[], str]] = None
+    required: Callable[[], str] | None = None
 
 
 def missing_message(setting: Setting[Any]) -> str:
@@ -140,11 +140,11 @@ def validate(schema: tuple[Setting[Any], ...], section: PluginSection | None,
     if ok and check is not None:
         try:
             problems = list(check(values))
-        except Exception as problem:
+        except Exception as failure:
             problems = [_("the plugin could not check its settings ({problem!r})").format(
-                problem=problem)]
-        for problem in problems:
-            issues.error(problem, section.line, section.name)
+                problem=failure)]
+        for message in problems:
+            issues.error(message, section.line, section.name)
             ok = False
     return values if ok else None
 
@@ -202,11 +202,11 @@ def check_plugin_sections(sections: Mapping[str, PluginSection], issues: IssueCo
                                  names=", ".join(sorted(installed)) or _("none")),
                            section.line, section.name)
     for entry in entries:
-        section = sections.get(entry.name.lower())
-        if section is None or not section.enabled:
+        plugin_section = sections.get(entry.name.lower())
+        if plugin_section is None or not plugin_section.enabled:
             continue
         try:
             cls = entry.load()
         except Exception:
             continue
-        validate_for(cls, section, issues)
+        validate_for(cls, plugin_section, issues)

@@ -40,7 +40,7 @@ def parse_type_name(text: str) -> str:
     return text.strip().lower()
 
 
-def parse_schedule(text: str) -> Optional[CronSchedule]:
+def parse_schedule(text: str) -> CronSchedule | None:
     """A cron expression (see :mod:`mirror.cron`); raises ValueError saying what is allowed."""
     return CronSchedule.parse(text)
 
@@ -53,12 +53,13 @@ TIME = Setting("time", parse_schedule, None, "when to run (cron)",
 TIMEOUT = Setting("timeout", parse_duration, 0, "kill the run after this long; 0: never")
 PRIORITY = Setting("priority", parse_int, PRIORITY_LOWEST, "1 (highest) to 10 (lowest)")
 AUTORETRY = Setting("autoretry", parse_duration, 0, "retry a failed run this much later")
-SUCCESSCODES = Setting("successcodes", parse_exit_codes, (), "more exit codes that succeed")
+SUCCESSCODES = Setting[tuple[int, ...]]("successcodes", parse_exit_codes, (),
+                                        "more exit codes that succeed")
 COMMON_SETTINGS: tuple[Setting[Any], ...] = (
     TYPE, ENABLED, TIME, TIMEOUT, PRIORITY, AUTORETRY, SUCCESSCODES)
 
 
-def command_setting(default: str | None, help_text: str) -> Setting[Optional[str]]:
+def command_setting(default: str | None, help_text: str) -> Setting[str | None]:
     """The ``command`` key: a name looked up on PATH, or a path. Required without *default*.
 
     The loader's :meth:`TaskValues.command` resolves it to an absolute path.
@@ -68,7 +69,7 @@ def command_setting(default: str | None, help_text: str) -> Setting[Optional[str
     return Setting[Optional[str]]("command", parse_text, default, help_text, required=required)
 
 
-def localdir_setting(required: bool, help_text: str) -> Setting[Optional[str]]:
+def localdir_setting(required: bool, help_text: str) -> Setting[str | None]:
     """The ``localdir`` key; :meth:`TaskValues.path` makes it absolute."""
     return Setting[Optional[str]](
         "localdir", parse_text, None, help_text,
@@ -100,10 +101,10 @@ class KindParts:
     localdir: str | None = None
 
 
-O = TypeVar("O", bound=TaskOptions)
+OptionsT = TypeVar("OptionsT", bound=TaskOptions)
 
 
-class TaskKind(ABC, Generic[O]):
+class TaskKind(ABC, Generic[OptionsT]):
     """One kind of task: its keys, how a section becomes its options, and what it runs.
 
     Subclasses set the class attributes and implement :meth:`build` and :meth:`stages`;
@@ -138,7 +139,7 @@ class TaskKind(ABC, Generic[O]):
         """The stages of a run of *spec* from ``spec.upstreams[upstream_index]`` (wrapping
         around), writing to the task log *log_path*, in order."""
 
-    def options(self, spec: TaskSpec) -> O:
+    def options(self, spec: TaskSpec) -> OptionsT:
         """*spec*'s options, typed as this kind's.
 
         Raises:

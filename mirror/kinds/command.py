@@ -9,7 +9,7 @@ the argv, so no upstream can be read as an option by the script.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from mirror.i18n import _
 from mirror.kinds.base import (
@@ -55,7 +55,7 @@ class CommandKind(TaskKind[CommandOptions]):
 
     name = "command"
     rank = 2
-    settings: tuple[Setting[Any], ...] = (COMMAND, ARGS, UPSTREAMS, LOCALDIR)
+    settings = (COMMAND, ARGS, UPSTREAMS, LOCALDIR)
     options_type = CommandOptions
 
     def build(self, values: TaskValues) -> KindParts | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Optional
 
 from mirror.i18n import _
 from mirror.kinds.base import (
@@ -184,7 +184,7 @@ RSYNCDIR = Setting("rsyncdir", _rsyncdir, "", "the module and path on the upstre
                    required=lambda: _("the module and path on the upstream, e.g. debian/"))
 LOCALDIR = localdir_setting(True, "the directory the mirror is written to")
 ARGS = args_setting(DEFAULT_RSYNC_ARGS, "rsync's options", _rsync_words)
-EXCLUDE = Setting("exclude", _rsync_words, (), "more rsync options, after args")
+EXCLUDE = Setting[tuple[str, ...]]("exclude", _rsync_words, (), "more rsync options, after args")
 TWOSTAGE = Setting("twostage", parse_bool, False, "sync in two stages")
 FIRSTSTAGE = Setting[Optional[str]]("firststage", parse_text, None,
                                     "the directory inside rsyncdir synced first")
@@ -264,7 +264,7 @@ class RsyncKind(TaskKind[RsyncOptions]):
 
     name = "rsync"
     rank = 0
-    settings: tuple[Setting[Any], ...] = (
+    settings = (
         UPSTREAMS, COMMAND, RSYNCDIR, LOCALDIR, ARGS, EXCLUDE, TWOSTAGE, FIRSTSTAGE)
     options_type = RsyncOptions
     success_codes = (RSYNC_VANISHED,)  # some source files vanished during the transfer

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Optional
 
 from mirror.i18n import _
 from mirror.kinds.base import (
@@ -52,7 +52,7 @@ class SimpleKind(TaskKind[SimpleOptions]):
 
     name = "simple"
     rank = 1
-    settings: tuple[Setting[Any], ...] = (COMMAND, LOCALDIR, ARGS, TWOSTAGE, FIRSTSTAGE)
+    settings = (COMMAND, LOCALDIR, ARGS, TWOSTAGE, FIRSTSTAGE)
     options_type = SimpleOptions
 
     def build(self, values: TaskValues) -> KindParts | None:

@@ -20,11 +20,14 @@ import pytest
 
 from mirror import __version__
 from mirror.cli import build_parser
-from mirror.config import GENERAL_KEYS, TASK_KEYS, parse_mirror_ini
+from mirror.config import GENERAL_KEYS, parse_mirror_ini
 from mirror.diagnostics import IssueCollector
 from mirror.inifile import parse_ini
+from mirror.kinds import DEFAULT_KIND, all_kinds, task_keys
+from mirror.kinds.base import COMMON_SETTINGS
+from mirror.kinds.rsync import DEFAULT_RSYNC_ARGS
 from mirror.pluginsettings import ENABLED, check_plugin_sections, discover, read_sections
-from mirror.task import DEFAULT_RSYNC_ARGS, RSYNC, GeneralSettings, TaskSpec
+from mirror.task import GeneralSettings
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 MAN = ROOT / "docs" / "man"
@@ -217,7 +220,9 @@ def assert_default(entry: Entry, value: object) -> None:
     text = default_text(value)
     if text is None:
         return
-    assert re.search(r"Default: " + re.escape(text) + r"(?!\d)", entry.text), (
+    # "Default for rsync and simple tasks: rsync" where a default is only some kinds'.
+    default = r"Default(?: for [a-z ]+ tasks)?: "
+    assert re.search(default + re.escape(text) + r"(?!\d)", entry.text), (
         f"{entry.tag_arguments[0]}: the page should say 'Default: {text}' "
         f"(it says: {entry.text})")
 
@@ -295,17 +300,34 @@ def test_every_general_key_is_documented():
 def test_every_task_key_is_documented():
     entries = read_entries(MIRROR_INI_5)
     documented = documented_keys(entries, TASK_HEADING)
-    assert sorted(documented) == sorted(TASK_KEYS), (
-        f"under {TASK_HEADING!r}: missing {sorted(set(TASK_KEYS) - set(documented))}, "
-        f"unknown {sorted(set(documented) - set(TASK_KEYS))}")
-    for setting in dataclasses.fields(TaskSpec):
-        if setting.name in TASK_KEYS and setting.default is not dataclasses.MISSING:
-            assert_default(entry_for(entries, TASK_HEADING, setting.name), setting.default)
-    # Defaults that mirror.config supplies itself (TaskSpec has none for these fields).
-    for key, default in (("type", RSYNC), ("command", RSYNC), ("enabled", 1)):
+    keys = task_keys()  # from the Settings of the common keys and of every kind
+    assert sorted(documented) == sorted(keys), (
+        f"under {TASK_HEADING!r}: missing {sorted(set(keys) - set(documented))}, "
+        f"unknown {sorted(set(documented) - set(keys))}")
+    for setting in (*COMMON_SETTINGS, *(setting for kind in all_kinds()
+                                         for setting in kind.settings)):
+        if isinstance(setting.default, tuple) and any(isinstance(item, str)
+                                                      for item in setting.default):
+            continue  # words (args): checked below
+        assert_default(entry_for(entries, TASK_HEADING, setting.key), setting.default)
+    for key, default in (("type", DEFAULT_KIND), ("command", "rsync"), ("enabled", 1)):
         assert_default(entry_for(entries, TASK_HEADING, key), default)
     args = entry_for(entries, TASK_HEADING, "args")
     assert DEFAULT_RSYNC_ARGS in args.text, "args: the page should give rsync's default args"
+
+
+def test_every_task_kind_is_documented():
+    """Each kind is named in the type entry, and each key says which kinds read it."""
+    entries = read_entries(MIRROR_INI_5)
+    type_entry = entry_for(entries, TASK_HEADING, "type")
+    for kind in all_kinds():
+        assert re.search(rf"\b{kind.name}\b", type_entry.text), f"type: {kind.name} is not named"
+    common = {setting.key for setting in COMMON_SETTINGS}
+    for key in set(task_keys()) - common:
+        text = entry_for(entries, TASK_HEADING, key).text
+        for kind in all_kinds():
+            assert re.search(rf"\b{kind.name}\b", text), (
+                f"{key}: the entry should say what {kind.name} tasks do with it")
 
 
 def test_every_plugin_setting_is_documented():

@@ -41,7 +41,8 @@ def test_bundled_configs_check_clean(config):
 def test_the_example_configs_show_every_key():
     """config/mirror.ini sets (or shows, commented out) every key mirror reads, and
     config/plugin.ini every setting of every built-in plugin."""
-    from mirror.config import GENERAL_KEYS, TASK_KEYS
+    from mirror.config import GENERAL_KEYS
+    from mirror.kinds import task_keys
     from mirror.pluginsettings import discover
 
     def keys(path: Path) -> set[str]:
@@ -52,7 +53,7 @@ def test_the_example_configs_show_every_key():
                 found.add(match.group(1))
         return found
 
-    assert set(GENERAL_KEYS) | set(TASK_KEYS) <= keys(ROOT / "config" / "mirror.ini")
+    assert set(GENERAL_KEYS) | set(task_keys()) <= keys(ROOT / "config" / "mirror.ini")
     plugin_keys = keys(ROOT / "config" / "plugin.ini")
     for entry in discover():
         if entry.value.startswith("mirror.plugins."):
