@@ -11,10 +11,11 @@ import importlib
 import pkgutil
 from typing import Any
 
-from mirror.kinds.base import COMMON_SETTINGS, TaskKind, exit_message, joined_names
+from mirror.kinds.base import COMMON_SETTINGS, DEFAULT_KIND, TaskKind, exit_message, joined_names
 from mirror.pluginsettings import Setting
 
-DEFAULT_KIND = "rsync"
+__all__ = ["DEFAULT_KIND", "all_kinds", "kind_named", "kind_names", "kinds_using",
+           "result_message", "task_keys", "task_settings"]
 _NOT_KINDS = {"base", "sectionvalues"}
 _kinds: dict[str, TaskKind[Any]] = {}
 

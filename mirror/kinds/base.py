@@ -9,7 +9,7 @@ outside this package looks at a type name.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Optional, TypeVar
 
@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 PRIORITY_HIGHEST = 1
 PRIORITY_LOWEST = 10
+DEFAULT_KIND = "rsync"  # the kind of a task without ``type``, as in 0.8.4
 
 
 def parse_text(text: str) -> str:
@@ -46,7 +47,7 @@ def parse_schedule(text: str) -> CronSchedule | None:
 
 
 # The keys of every task section, whatever its kind. ``type`` is read first, to pick the kind.
-TYPE = Setting("type", parse_type_name, "rsync", "the task's kind")
+TYPE = Setting("type", parse_type_name, DEFAULT_KIND, "the task's kind")
 ENABLED = Setting("enabled", parse_bool, True, "0 keeps the task but never runs it")
 TIME = Setting("time", parse_schedule, None, "when to run (cron)",
                required=lambda: _("a cron expression, e.g. 0 */6 * * *"))
@@ -77,7 +78,8 @@ def localdir_setting(required: bool, help_text: str) -> Setting[str | None]:
 
 
 def args_setting(default: str, help_text: str,
-                 parse: Any = parse_words) -> Setting[tuple[str, ...]]:
+                 parse: Callable[[str], tuple[str, ...]] = parse_words
+                 ) -> Setting[tuple[str, ...]]:
     """The ``args`` key: words split as a POSIX shell splits them; *default* is their text."""
     return Setting[tuple[str, ...]]("args", parse, parse_words(default), help_text)
 

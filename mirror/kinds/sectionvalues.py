@@ -60,12 +60,9 @@ class TaskValues:
                 if setting.required is not None:
                     self.error(setting, missing_message(setting))
                 continue
-            value = self._parse(setting, found[0])
+            value = self._convert(setting.parse, found[0])
             if value is not None:
                 self._values[setting.key] = value
-
-    def _parse(self, setting: Setting[T], entry: Entry) -> T | None:
-        return self._convert(setting.parse, entry)
 
     def _convert(self, convert: Callable[[str], T], entry: Entry) -> T | None:
         try:
