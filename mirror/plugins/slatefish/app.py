@@ -82,7 +82,7 @@ class StatusApplication:
                         "text/html; charset=utf-8", PAGE_HEADERS)
 
     def _api(self) -> Response:
-        from mirror.plugins.slatefish.api import api_document
+        from mirror.viewjson import api_document
 
         return _json(api_document(self._snapshot()))
 
