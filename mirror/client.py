@@ -10,6 +10,7 @@ import select
 import signal
 import sys
 import time
+from typing import Any
 
 from mirror.control import DaemonUnavailable, request
 from mirror.i18n import _
@@ -33,7 +34,7 @@ def _show(value: object) -> str:
     return "-" if value is None else str(value)
 
 
-def print_queue(reply: dict, as_json: bool) -> None:
+def print_queue(reply: dict[str, Any], as_json: bool) -> None:
     """Print the queue reply as a table (colours on a terminal) or as JSON."""
     if as_json:
         print(json.dumps(reply["queue"], ensure_ascii=False, indent=1))
@@ -44,7 +45,7 @@ def print_queue(reply: dict, as_json: bool) -> None:
     print(_coloured_table(rows) if len(rows) > 1 else _("the queue is empty"))
 
 
-def print_status(reply: dict, as_json: bool) -> None:
+def print_status(reply: dict[str, Any], as_json: bool) -> None:
     """Print the status reply as a table or as one JSON object keyed by task name."""
     tasks = reply["tasks"]
     if as_json:

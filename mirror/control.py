@@ -33,6 +33,7 @@ import selectors
 import socket
 import time
 from collections.abc import Callable
+from typing import Any
 
 from mirror.fdlimits import DEFAULT_RESERVE, DescriptorReserve
 from mirror.i18n import _
@@ -247,7 +248,7 @@ def error(message: str, **extra: object) -> dict[str, object]:
     return {"ok": False, "error": message, **extra}
 
 
-Handler = Callable[[dict, Connection], "dict | None"]
+Handler = Callable[[dict[str, Any], Connection], "dict[str, Any] | None"]
 
 
 class ControlServer:
@@ -372,8 +373,9 @@ class ControlServer:
         """accept() failed (no descriptor at all): stop listening, or the listening socket
         would stay readable and spin the loop; listen again when a connection closes, or
         after ACCEPT_RETRY_SECONDS (the descriptors may be held by syncs)."""
-        with contextlib.suppress(KeyError, ValueError):
-            self.selector.unregister(self.sock)
+        if self.sock is not None:
+            with contextlib.suppress(KeyError, ValueError):
+                self.selector.unregister(self.sock)
         self.paused = True
         self._retry_at = self.monotonic() + ACCEPT_RETRY_SECONDS
         self.note_refusal(f"accept() failed: {problem.strerror or problem}")
@@ -443,7 +445,7 @@ class ControlServer:
         """Whether a reply of *size* bytes may be held for a client within the budget."""
         return size <= SMALL_REPLY or self.buffered + size <= self.output_budget
 
-    def dispatch(self, line: bytes, connection: Connection) -> dict | None:
+    def dispatch(self, line: bytes, connection: Connection) -> dict[str, Any] | None:
         """Parse one request line, check it and hand it to the handler.
 
         Returns:
@@ -453,9 +455,9 @@ class ControlServer:
         """
         try:
             request = json.loads(line.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError, RecursionError) as problem:
+        except (UnicodeDecodeError, ValueError, RecursionError) as unreadable:
             return error(_("the request is not a JSON object on one line ({reason})").format(
-                reason=problem))
+                reason=unreadable))
         problem = validate_request(request)
         if problem is not None:
             return error(problem)
@@ -531,7 +533,8 @@ def _connect(sock: socket.socket, path: str, timeout: float | None) -> None:
             time.sleep(CONNECT_RETRY_SECONDS)
 
 
-def request(path: str, message: dict[str, object], timeout: float | None = 10.0) -> dict:
+def request(path: str, message: dict[str, object],
+            timeout: float | None = 10.0) -> dict[str, Any]:
     """Send one request to the daemon at *path* and return its reply.
 
     Args:
@@ -570,6 +573,7 @@ def request(path: str, message: dict[str, object], timeout: float | None = 10.0)
             if not chunk:
                 raise DaemonUnavailable(_("mirrord closed the connection without an answer"))
             data += chunk
-        return json.loads(data.decode("utf-8"))
+        reply: dict[str, Any] = json.loads(data.decode("utf-8"))
+        return reply
     finally:
         sock.close()

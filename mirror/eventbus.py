@@ -4,9 +4,13 @@
 The daemon's loop only puts events on queues (never blocks); each plugin's
 worker calls that plugin's handlers in order. A handler that raises is logged
 with the plugin's name and skipped; one that blocks delays only its own plugin.
+
+A handler is checked when it is registered, as pluggy checks hook implementations:
+it must accept what the host will call it with (:func:`check_handler`).
 """
 from __future__ import annotations
 
+import inspect
 import logging
 import queue
 import threading
@@ -23,8 +27,44 @@ BACKLOG_WARNING = 100  # queued events; warned again each time the backlog doubl
 _STOP = object()
 
 
-class UnknownEvent(ValueError):
+class RegistrationError(Exception):
+    """A handler cannot be registered; the message names the handler and the event."""
+
+
+class UnknownEvent(RegistrationError, ValueError):
     """A handler was registered for an event name mirrord never emits."""
+
+
+class HandlerMismatch(RegistrationError, TypeError):
+    """A handler cannot be called the way mirrord calls the handlers of its event."""
+
+
+def check_handler(event: str, handler: Handler) -> None:
+    """Check that *handler* can be called as mirrord calls handlers of *event*: with the
+    event's fields (the classic events, as 0.8.4 did) or with the event object.
+
+    A callable whose signature Python cannot read (some built-ins) is taken on trust.
+
+    Raises:
+        UnknownEvent: mirrord has no event of that name.
+        HandlerMismatch: *handler* needs other arguments; the message names the handler,
+            its parameters, the event and the call mirrord makes.
+    """
+    event_type = EVENT_TYPES.get(event)
+    if event_type is None:
+        raise UnknownEvent(f"no event named {event!r}; known: {', '.join(EVENT_TYPES)}")
+    try:
+        signature = inspect.signature(handler)
+    except (TypeError, ValueError):
+        return
+    arguments = event_type.handler_parameters()
+    try:
+        signature.bind(*arguments)
+    except TypeError as problem:
+        name = getattr(handler, "__qualname__", None) or repr(handler)
+        raise HandlerMismatch(
+            f"handler {name}{signature} does not fit {event}: mirrord calls it as "
+            f"handler({', '.join(arguments)}) ({problem})") from None
 
 
 class PluginWorker:
@@ -53,9 +93,10 @@ class PluginWorker:
 
         Raises:
             UnknownEvent: mirrord has no event of that name.
+            HandlerMismatch: *handler* cannot take what mirrord calls it with (see
+                :func:`check_handler`); it is not registered.
         """
-        if event not in EVENT_TYPES:
-            raise UnknownEvent(f"no event named {event!r}; known: {', '.join(EVENT_TYPES)}")
+        check_handler(event, handler)
         with self._lock:
             handlers = self.handlers.setdefault(event, [])
             if handler not in handlers:

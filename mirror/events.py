@@ -8,17 +8,26 @@ carry full detail and call their handlers with the event object itself.
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
+from typing import ClassVar
 
 
 @dataclass(frozen=True)
 class MirrorEvent:
     """Base of every event. ``name`` is the class name, which handlers subscribe to."""
 
-    classic = False  # classic handlers get positional args, the others get the event
+    classic: ClassVar[bool] = False  # classic handlers get positional args, the others the event
 
     @property
     def name(self) -> str:
         return type(self).__name__
+
+    @classmethod
+    def handler_parameters(cls) -> tuple[str, ...]:
+        """The names of what a handler of this event is called with, in order: the fields
+        of a classic event, else ``("event",)``."""
+        if cls.classic:
+            return tuple(field.name for field in fields(cls))
+        return ("event",)
 
     @property
     def args(self) -> tuple[object, ...]:

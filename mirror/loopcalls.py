@@ -3,6 +3,11 @@
 
 This is the only way plugin threads reach the daemon's state. The loop runs the
 functions between its other work, so they never race with scheduling.
+
+The types of that path live here, once: :class:`LoopSide` is what a function run on
+the loop is given (the daemon), :data:`LoopFunction` such a function, and
+:class:`LoopCaller` what hands one to the loop and returns its Future
+(``MirrorDaemon._call_in_loop``; ``PluginHost`` and ``HostAPI`` take one).
 """
 from __future__ import annotations
 
@@ -13,7 +18,11 @@ import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from mirror.cron import CronSchedule
+    from mirror.views import Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -27,24 +36,47 @@ SLICE = 32  # calls run per wakeup of the loop
 # What a plugin's question to the loop may end in instead of an answer.
 UNANSWERED = (LoopClosed, TimeoutError)
 
+T = TypeVar("T")
+
+
+class LoopSide(Protocol):
+    """What the daemon does for plugins, on its loop thread (MirrorDaemon implements it)."""
+
+    def snapshot(self) -> Snapshot: ...
+    def plugin_request(self, message: dict[str, Any]) -> dict[str, Any]: ...
+    def add_system_entry(self, name: str, schedule: CronSchedule, priority: int) -> None: ...
+    def record_size(self, name: str, size: int) -> None: ...
+
+
+# A function to run on the loop: it gets the daemon's side and returns an answer.
+LoopFunction = Callable[[LoopSide], T]
+
+
+class LoopCaller(Protocol):
+    """Hands a :data:`LoopFunction` to the loop; any thread. Returns the Future of its answer
+    (failed with :class:`LoopClosed` once the loop has stopped)."""
+
+    def __call__(self, function: LoopFunction[T], /) -> Future[T]: ...
+
 
 class LoopCalls:
     """A thread-safe queue of functions, and a pipe whose read end wakes the loop's selector."""
 
     def __init__(self) -> None:
         self.read_fd, self._write_fd = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self._pending: collections.deque[tuple[Callable[[], Any], Future]] = collections.deque()
+        self._pending: collections.deque[tuple[Callable[[], Any], Future[Any]]] = (
+            collections.deque())
         self.closed = False
         self._lock = threading.Lock()
 
-    def submit(self, function: Callable[[], Any]) -> Future:
+    def submit(self, function: Callable[[], T]) -> Future[T]:
         """Run *function* on the loop soon. Any thread.
 
         Returns:
             A Future for its result (or its exception). If the loop has closed,
             the Future fails with LoopClosed.
         """
-        future: Future = Future()
+        future: Future[T] = Future()
         with self._lock:  # so that close() cannot free the descriptor between check and write
             if self.closed:
                 future.set_exception(LoopClosed("mirrord is stopping"))

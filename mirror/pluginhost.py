@@ -12,15 +12,15 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Mapping
 from concurrent import futures
-from concurrent.futures import Future
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from mirror import component
 from mirror.cron import CronSchedule
 from mirror.diagnostics import IssueCollector
-from mirror.eventbus import EventBus, Handler, PluginWorker
+from mirror.eventbus import EventBus, Handler, PluginWorker, RegistrationError
 from mirror.events import MirrorEvent
+from mirror.loopcalls import LoopCaller, LoopFunction, LoopSide, T
 from mirror.pluginbase import PluginBase
 from mirror.plugininit import PluginInitBase
 from mirror.pluginsettings import PluginSection, discover, validate_for
@@ -37,13 +37,7 @@ log = logging.getLogger(__name__)
 REQUEST_TIMEOUT = 10.0
 
 
-class LoopSide(Protocol):
-    """What the daemon does for plugins, on its loop thread (MirrorDaemon implements it)."""
-
-    def snapshot(self) -> Snapshot: ...
-    def plugin_request(self, message: dict[str, Any]) -> dict[str, Any]: ...
-    def add_system_entry(self, name: str, schedule: CronSchedule, priority: int) -> None: ...
-    def record_size(self, name: str, size: int) -> None: ...
+__all__ = ["REQUEST_TIMEOUT", "HostAPI", "LoopSide", "PluginHost"]
 
 
 class HostAPI:
@@ -57,8 +51,8 @@ class HostAPI:
             state_directory apart).
     """
 
-    def __init__(self, name: str, worker: PluginWorker, loop: Callable[[Callable[[], Any]], Future],
-                 owner: PluginHost, probe: SystemProbe) -> None:
+    def __init__(self, name: str, worker: PluginWorker, loop: LoopCaller, owner: PluginHost,
+                 probe: SystemProbe) -> None:
         self.name = name
         self.state_directory = owner.state_directory
         self.state_file = owner.state_file
@@ -72,7 +66,7 @@ class HostAPI:
         """The current [general] settings (emails, logdir, httpports…), read without the loop."""
         return self._owner.general
 
-    def _ask(self, function: Callable[[LoopSide], Any], timeout: float) -> Any:
+    def _ask(self, function: LoopFunction[T], timeout: float) -> T:
         future = self._loop(function)
         try:
             return future.result(timeout)
@@ -84,9 +78,13 @@ class HostAPI:
         """Call *handler* for each event named *event*, on this plugin's thread, in order.
 
         Classic events pass 0.8.4's positional arguments; the others pass the event.
+        *handler* is checked against that call now; inside :meth:`PluginBase.enable`, a
+        handler that does not fit keeps the whole plugin from being enabled.
 
         Raises:
-            ValueError: no event has that name.
+            ValueError: no event has that name (:class:`mirror.eventbus.UnknownEvent`).
+            TypeError: *handler* cannot take the event's arguments
+                (:class:`mirror.eventbus.HandlerMismatch`).
         """
         self._worker.register_event_handler(event, handler)
 
@@ -144,8 +142,7 @@ class HostAPI:
 class PluginHost:
     """The enabled plugins: their workers on the event bus, and their objects."""
 
-    def __init__(self, loop: Callable[[Callable[[LoopSide], Any]], Future],
-                 probe: SystemProbe, state_file: str) -> None:
+    def __init__(self, loop: LoopCaller, probe: SystemProbe, state_file: str) -> None:
         self.bus = EventBus()
         self.state_file = os.path.abspath(state_file)
         self.state_directory = os.path.dirname(self.state_file)
@@ -198,6 +195,9 @@ class PluginHost:
             plugin.host = HostAPI(name, worker, self._loop, self, self._probe)
             plugin.settings = settings
             instance.enable()  # a 0.8.4 wrapper passes it on
+        except RegistrationError as problem:  # its own message says what is wrong
+            log.error("plugin %s not enabled: %s", name, problem)
+            return
         except Exception:
             log.exception("plugin %s failed to start; mirrord goes on without it", name)
             return

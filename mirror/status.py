@@ -1,5 +1,10 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Read-only snapshots of the daemon: the queue and each task's status, as JSON-ready dicts."""
+"""The control socket's ``queue``, ``status`` and ``run`` replies, for daemon.py until it
+calls :mod:`mirror.viewjson` with a snapshot itself; then this module goes away.
+
+Every task is serialized by :func:`mirror.viewjson.task_json`, the shape ``/api/status``
+has too.
+"""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -7,50 +12,31 @@ from datetime import tzinfo
 
 from mirror.core import SchedulingCore
 from mirror.history import TaskHistory
-from mirror.localzone import iso
 from mirror.runs import Run
-from mirror.views import task_view
+from mirror.viewjson import queue_json, task_json
+from mirror.views import QueueView, task_view
 
 
 def queue_snapshot(core: SchedulingCore, zone: tzinfo) -> list[dict[str, object]]:
-    """The queue in due order: name, kind, due, priority."""
-    stamps: dict[float, str | None] = {}  # tasks often share due times; format each once
-    snapshot = []
-    for entry in core.queue.entries():
-        due = stamps.get(entry.due)
-        if due is None:
-            due = stamps[entry.due] = iso(entry.due, zone)
-        snapshot.append({"name": entry.name, "kind": entry.kind, "due": due,
-                         "priority": entry.priority})
-    return snapshot
+    """The queue in due order, as :func:`mirror.viewjson.queue_json` gives it."""
+    return queue_json((QueueView(entry.name, entry.kind, entry.due, entry.priority)
+                       for entry in core.queue.entries()), zone)
 
 
 def task_status(name: str, core: SchedulingCore, runs: Mapping[str, Run],
                 states: Mapping[str, TaskHistory], zone: tzinfo) -> dict[str, object]:
-    """One task's status: state, pid, stage, started, last result, next run, upstream."""
-    task = task_view(name, core, runs, states)
-    return {
-        "state": task.state,
-        "pid": task.pid,
-        "stage": task.stage,
-        "stages": task.stages,
-        "started": iso(task.started, zone),
-        "upstream": task.upstream,
-        "last_start": iso(task.last_start, zone),
-        "last_end": iso(task.last_end, zone),
-        "duration": task.duration,
-        "last_result": task.result,
-        "exit_code": task.exit_code,
-        "signal": task.signal,
-        "last_success": iso(task.last_success, zone),
-        "consecutive_failures": task.consecutive_failures,
-        "next_run": iso(task.next_run, zone),
-    }
+    """Task *name* as :func:`mirror.viewjson.task_json` gives it.
+
+    Raises:
+        KeyError: no such task.
+    """
+    return task_json(task_view(name, core, runs, states), zone)
 
 
 def status_snapshot(core: SchedulingCore, runs: Mapping[str, Run],
                     states: Mapping[str, TaskHistory],
                     zone: tzinfo) -> dict[str, dict[str, object]]:
-    """Every task's status, keyed by name (tasks removed by a reload show while they run)."""
-    names = list(core.tasks) + [name for name in core.retired if name not in core.tasks]
-    return {name: task_status(name, core, runs, states, zone) for name in names}
+    """Every task keyed by name, in name order (tasks removed by a reload show while they
+    run), as :func:`mirror.viewjson.status_reply` has them."""
+    return {name: task_status(name, core, runs, states, zone)
+            for name in sorted({*core.tasks, *core.retired})}

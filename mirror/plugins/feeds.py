@@ -3,7 +3,8 @@
 texts they share (exit-code messages, sizes, times).
 
 Pure functions of a :class:`mirror.views.Snapshot`, used by TaskStatus
-(files) and SlateFish (HTTP), so both always say the same thing.
+(files), SlateFish (HTTP) and :mod:`mirror.viewjson` (``/api/status`` and the
+control socket's replies), so all of them always say the same thing.
 """
 from __future__ import annotations
 

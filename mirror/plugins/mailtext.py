@@ -12,11 +12,9 @@ import re
 from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING
 
-from mirror.events import RunFinishedEvent
-from mirror.history import FAILED, SUCCESS, TIMEOUT
 from mirror.localzone import iso
+from mirror.plugin import FAILED, SUCCESS, TIMEOUT, RunFinishedEvent, TaskView
 from mirror.plugins.feeds import result_message
-from mirror.views import TaskView
 
 if TYPE_CHECKING:
     from email.message import EmailMessage
@@ -164,8 +162,8 @@ def body(event: RunFinishedEvent, kind: str, view: TaskView | None, zone: tzinfo
             ("Ended", f"{iso(event.ended, zone)} (after {event.duration:.0f} s)"),
             ("Stage", f"{event.stage} of {event.stages}")]
     if kind == FAILURE:
-        rows.append(("Next retry", iso(event.retry_at, zone) if event.retry_at is not None
-                     else "none; the next scheduled run tries again"))
+        retry = iso(event.retry_at, zone) if event.retry_at is not None else None
+        rows.append(("Next retry", retry or "none; the next scheduled run tries again"))
     rows.append(("Log", event.log_path))
     width = max(len(label) for label, _ in rows) + 2
     lines = [opening, ""] + [f"{label + ':':<{width}}{value}" for label, value in rows] + [""]

@@ -18,15 +18,19 @@ import socket
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mirror.durations import parse_duration
-from mirror.events import RunFinishedEvent
 from mirror.i18n import _
 from mirror.localzone import local_zone
-from mirror.loopcalls import UNANSWERED
-from mirror.pluginbase import PluginBase
+from mirror.plugin import (
+    UNANSWERED,
+    PluginBase,
+    RunFinishedEvent,
+    Setting,
+    parse_absolute_path,
+    parse_bool,
+    parse_duration,
+    parse_emails,
+)
 from mirror.plugins import mailtext
-from mirror.pluginsettings import Setting
-from mirror.values import parse_absolute_path, parse_bool, parse_emails
 
 if TYPE_CHECKING:
     import smtplib

@@ -12,9 +12,7 @@ import logging
 import os
 import re
 
-from mirror.events import RunFinishedEvent
-from mirror.history import SUCCESS
-from mirror.pluginbase import PluginBase
+from mirror.plugin import SUCCESS, PluginBase, RunFinishedEvent
 
 log = logging.getLogger(__name__)
 

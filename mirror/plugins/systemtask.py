@@ -16,11 +16,8 @@ import stat
 from datetime import date, datetime, timedelta
 
 from mirror.cron import CronSchedule
-from mirror.events import SystemTaskInfo
 from mirror.i18n import _
-from mirror.loopcalls import UNANSWERED
-from mirror.pluginbase import PluginBase
-from mirror.pluginsettings import Setting
+from mirror.plugin import UNANSWERED, PluginBase, Setting, SystemTaskInfo
 
 log = logging.getLogger(__name__)
 

@@ -21,13 +21,15 @@ from collections.abc import Iterable, Iterator
 from dataclasses import replace
 
 from mirror.atomicfile import write_atomically
-from mirror.events import MirrorEvent
-from mirror.loopcalls import UNANSWERED
-from mirror.pluginbase import PluginBase
+from mirror.plugin import (
+    UNANSWERED,
+    MirrorEvent,
+    PluginBase,
+    Setting,
+    Snapshot,
+    parse_absolute_path,
+)
 from mirror.plugins.feeds import jobs_document, status_document
-from mirror.pluginsettings import Setting
-from mirror.values import parse_absolute_path
-from mirror.views import Snapshot
 
 log = logging.getLogger(__name__)
 

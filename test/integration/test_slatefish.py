@@ -133,13 +133,16 @@ def test_api_status_reports_every_task(site):
     document = site.get_json("/api/status")
     tasks = {task["name"]: task for task in document["tasks"]}
     assert list(tasks) == sorted(EXPECTED_STATES)
-    assert {name: task["state"] for name, task in tasks.items()} == EXPECTED_STATES
+    assert {name: task["jobs_status"] for name, task in tasks.items()} == EXPECTED_STATES
+    assert {name: task["state"] for name, task in tasks.items()} == {
+        name: {"syncing": "running", "disabled": "disabled"}.get(word, "idle")
+        for name, word in EXPECTED_STATES.items()}
     assert abs(datetime.fromisoformat(document["generated"]).timestamp()
                - document["generated_ts"]) < 1
     assert abs(document["generated_ts"] - before) < 5
 
     debian = tasks["debian"]
-    assert (debian["result"], debian["exit_code"], debian["message"]) == (
+    assert (debian["last_result"], debian["exit_code"], debian["message"]) == (
         "success", 0, "Success")
     assert debian["upstream"] == site.rsync_url
     assert before - 60 < debian["last_success_ts"] <= before
@@ -147,14 +150,14 @@ def test_api_status_reports_every_task(site):
         debian["last_success_ts"], abs=1)
 
     arch = tasks["archlinux"]
-    assert (arch["result"], arch["exit_code"], arch["signal"]) == ("failed", 23, None)
+    assert (arch["last_result"], arch["exit_code"], arch["signal"]) == ("failed", 23, None)
     assert arch["message"] == "Partial transfer due to error"
     assert (arch["consecutive_failures"], arch["failures_total"]) == (3, 5)
     assert arch["last_success_ts"] == site.seeded["tasks"]["archlinux"]["last_success"]
     assert arch["size"] == 87 * GIB and arch["size_human"] == "87.0G"
 
     gentoo = tasks["gentoo"]
-    assert gentoo["result"] == "cancelled" and gentoo["message"] == "Cancelled by an admin"
+    assert gentoo["last_result"] == "cancelled" and gentoo["message"] == "Cancelled by an admin"
     assert gentoo["upstream"] == site.rsync_url.replace("/mirror/", "/slow/")
 
     kernel = tasks["kernel"]
@@ -162,7 +165,7 @@ def test_api_status_reports_every_task(site):
     assert before - 60 < kernel["started_ts"] <= before
 
     pypi = tasks["pypi"]
-    assert pypi["result"] is None and pypi["message"] == "Never run"
+    assert pypi["last_result"] is None and pypi["message"] == "Never run"
     assert pypi["last_success"] is None and pypi["last_success_ts"] is None
     assert pypi["next_run_ts"] > before and pypi["size"] is None
 

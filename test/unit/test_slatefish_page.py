@@ -18,12 +18,12 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from mirror.loopcalls import LoopClosed
 from mirror.plugins.slatefish import SlateFish
-from mirror.plugins.slatefish.api import api_document
 from mirror.plugins.slatefish.app import StatusApplication
 from mirror.plugins.slatefish.listen import address_text, parse_listen
 from mirror.plugins.slatefish.page import relative, render_page
 from mirror.plugins.slatefish.server import HttpServer, ListenError, Response
 from mirror.policy import Conditions
+from mirror.viewjson import api_document
 from mirror.views import QueueView, Snapshot, TaskView
 from test.rawhttp import raw_request
 
@@ -179,7 +179,10 @@ def test_api_document():
     json.dumps(document)  # JSON-ready
     assert document["generated"] == "2023-11-14T22:13:20+00:00"
     tasks = {entry["name"]: entry for entry in document["tasks"]}
-    assert {name: entry["state"] for name, entry in tasks.items()} == STATES
+    # The tunasync word is jobs_status; state is the TaskView's (running, idle, disabled).
+    assert {name: entry["jobs_status"] for name, entry in tasks.items()} == STATES
+    assert {name: entry["state"] for name, entry in tasks.items()} == {
+        task.name: task.state for task in SNAPSHOT.tasks}
     broken = tasks["broken"]
     assert (broken["exit_code"], broken["exit_status"], broken["failures_total"]) == (23, 23, 7)
     assert broken["last_success"] == "2023-11-12T22:13:20+00:00"

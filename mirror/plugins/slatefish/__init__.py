@@ -16,10 +16,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, ClassVar
 
-from mirror.events import ReloadEvent
-from mirror.pluginbase import PluginBase
+from mirror.plugin import PluginBase, ReloadEvent, Setting
 from mirror.plugins.slatefish.listen import Address, address_text, parse_listen
-from mirror.pluginsettings import Setting
 
 if TYPE_CHECKING:
     from mirror.plugins.slatefish.app import StatusApplication

@@ -18,16 +18,14 @@ from collections.abc import Callable
 from http import HTTPStatus
 from typing import TYPE_CHECKING
 
-from mirror.loopcalls import UNANSWERED
+from mirror.plugin import UNANSWERED
 from mirror.plugins.feeds import jobs_document
 from mirror.plugins.slatefish.server import Response, text_response
 
 if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
 
-    from mirror.pluginhost import HostAPI
-    from mirror.policy import Conditions
-    from mirror.views import Snapshot
+    from mirror.plugin import Conditions, HostAPI, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +80,7 @@ class StatusApplication:
                         "text/html; charset=utf-8", PAGE_HEADERS)
 
     def _api(self) -> Response:
-        from mirror.plugins.slatefish.api import api_document
+        from mirror.viewjson import api_document
 
         return _json(api_document(self._snapshot()))
 

@@ -15,10 +15,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
+from mirror.plugin import RUNNING, Conditions, Snapshot
 from mirror.plugins.feeds import exit_status
-from mirror.policy import Conditions
 from mirror.taskqueue import KINDS
-from mirror.views import RUNNING, Snapshot
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -102,7 +101,7 @@ def daemon_families(snapshot: Snapshot, conditions: Conditions) -> list[Metric]:
 def new_registry(source: Source) -> CollectorRegistry:
     """A private registry with one :class:`SnapshotCollector` reading *source*."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(SnapshotCollector(source))  # type: ignore[arg-type]
+    registry.register(SnapshotCollector(source))  # type: ignore[arg-type,unused-ignore]
     return registry
 
 

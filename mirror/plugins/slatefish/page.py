@@ -13,9 +13,8 @@ from collections import Counter
 from datetime import datetime, tzinfo
 from html import escape
 
-from mirror.history import FAILED, TIMEOUT
+from mirror.plugin import FAILED, RUNNING, TIMEOUT, Snapshot, TaskView
 from mirror.plugins.feeds import human_size, jobs_status, result_message
-from mirror.views import RUNNING, Snapshot, TaskView
 
 REFRESH_SECONDS = 60
 ABSOLUTE_FORMAT = "%Y-%m-%d %H:%M %Z"

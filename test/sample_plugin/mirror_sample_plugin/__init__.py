@@ -1,6 +1,9 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Entry point of the Recorder plugin, in mirror 0.8.4's style: a PluginInitBase wrapper."""
-from mirror.plugininit import PluginInitBase
+"""Entry point of the Recorder plugin, in mirror 0.8.4's style: a PluginInitBase wrapper.
+
+(0.8.4 imported it from ``mirror.plugininit``, which still works; mirror.plugin has it too.)
+"""
+from mirror.plugin import PluginInitBase
 
 
 class MirrorPlugin(PluginInitBase):

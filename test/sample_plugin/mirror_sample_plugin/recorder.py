@@ -2,14 +2,15 @@
 """Recorder: appends each classic event, with its arguments, to a JSON-lines file.
 
 Written against mirror 0.8.4's API only (component.get, register_event_handler),
-and configured by plugin.ini's ``[recorder] record_file``.
+and configured by plugin.ini's ``[recorder] record_file``. 0.8.4 plugins import
+``mirror.component`` and ``mirror.pluginbase``, which still work; this one takes the
+same objects from mirror.plugin, the one module plugins need.
 """
 import json
 import threading
 import time
 
-import mirror.component as component
-from mirror.pluginbase import PluginBase
+from mirror.plugin import PluginBase, component
 
 CLASSIC_EVENTS = ("MirrorStartEvent", "TaskEnqueueEvent", "PreTaskStartEvent", "TaskStartEvent",
                   "TaskStopEvent", "RunSystemTaskEvent")

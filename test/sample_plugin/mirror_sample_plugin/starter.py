@@ -10,8 +10,7 @@ from __future__ import annotations
 import json
 import os
 
-from mirror.pluginbase import PluginBase
-from mirror.pluginsettings import Setting
+from mirror.plugin import PluginBase, Setting
 
 
 def absolute_path(text: str) -> str:

@@ -3,7 +3,7 @@
 ``[troublemaker] sleep`` seconds when a task starts; mirrord must carry on regardless."""
 import time
 
-from mirror.pluginbase import PluginBase
+from mirror.plugin import PluginBase
 
 
 class Troublemaker(PluginBase):
