@@ -8,7 +8,6 @@ from datetime import tzinfo
 from mirror.core import SchedulingCore
 from mirror.history import TaskHistory
 from mirror.localzone import iso
-from mirror.runs import Run
 from mirror.views import task_view
 
 
@@ -16,7 +15,7 @@ def queue_snapshot(core: SchedulingCore, zone: tzinfo) -> list[dict[str, object]
     """The queue in due order: name, kind, due, priority."""
     stamps: dict[float, str | None] = {}  # tasks often share due times; format each once
     snapshot = []
-    for entry in core.queue.entries():
+    for entry in core.entries():
         due = stamps.get(entry.due)
         if due is None:
             due = stamps[entry.due] = iso(entry.due, zone)
@@ -25,10 +24,10 @@ def queue_snapshot(core: SchedulingCore, zone: tzinfo) -> list[dict[str, object]
     return snapshot
 
 
-def task_status(name: str, core: SchedulingCore, runs: Mapping[str, Run],
-                states: Mapping[str, TaskHistory], zone: tzinfo) -> dict[str, object]:
+def task_status(name: str, core: SchedulingCore, states: Mapping[str, TaskHistory],
+                zone: tzinfo) -> dict[str, object]:
     """One task's status: state, pid, stage, started, last result, next run, upstream."""
-    task = task_view(name, core, runs, states)
+    task = task_view(name, core, states)
     return {
         "state": task.state,
         "pid": task.pid,
@@ -48,9 +47,7 @@ def task_status(name: str, core: SchedulingCore, runs: Mapping[str, Run],
     }
 
 
-def status_snapshot(core: SchedulingCore, runs: Mapping[str, Run],
-                    states: Mapping[str, TaskHistory],
+def status_snapshot(core: SchedulingCore, states: Mapping[str, TaskHistory],
                     zone: tzinfo) -> dict[str, dict[str, object]]:
     """Every task's status, keyed by name (tasks removed by a reload show while they run)."""
-    names = list(core.tasks) + [name for name in core.retired if name not in core.tasks]
-    return {name: task_status(name, core, runs, states, zone) for name in names}
+    return {name: task_status(name, core, states, zone) for name in core.known_names()}
