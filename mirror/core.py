@@ -239,13 +239,18 @@ class SchedulingCore:
                 ``running`` is ignored in favour of the core's own count.
 
         Yields:
-            The decisions; for START the task counts as running from then on.
+            The decisions; for START the task counts as running from then on. A due
+            system entry is queued again at its next time before it is yielded.
         """
         for entry in self.queue.pop_due(now):
             if entry.kind == TIMEOUT:
                 yield Decision(EXPIRE, entry.name, entry.kind, entry.due)
             elif entry.kind == SYSTEM:
-                yield Decision(SYSTEM_DUE, entry.name, entry.kind, entry.due)
+                system = self._system.get(entry.name)
+                if system is not None:
+                    self.queue.push(system.schedule.next_instant(now, self.offsets),
+                                    system.priority, SYSTEM, system.name)
+                yield Decision(SYSTEM_DUE, entry.name, entry.kind, entry.due, system=system)
             elif entry.name in self.tasks:
                 decision = self._decide_run(entry, now, conditions)
                 if decision is not None:
