@@ -4,6 +4,10 @@
 The loop sleeps in one selector until a signal (through the wakeup pipe), a
 control request, the wall-clock timer of the next due entry, or the end of a
 kill grace period. Signal handlers only record; the loop does the work.
+
+The rules (what starts, which upstream, the next stage, a run's result, retries, the failure
+counters) are the scheduling core's (mirror.core); this module carries its decisions out:
+processes through a Runner (mirror.runner), task logs, the history file, events, replies.
 """
 from __future__ import annotations
 
@@ -17,7 +21,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import tzinfo
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mirror.config import MirrorConfig, load_config
 from mirror.control import Connection, ControlServer, error, validate_request
@@ -205,7 +209,7 @@ class MirrorDaemon:
         select.select([self.calls.read_fd], [], [], seconds)
         self.calls.run_pending()
 
-    def _call_in_loop(self, function: Callable[[MirrorDaemon], object]) -> Future:
+    def _call_in_loop(self, function: Callable[[MirrorDaemon], object]) -> Future[object]:
         assert self.calls is not None, "load_plugins() comes first"
         return self.calls.submit(lambda: function(self))
 
@@ -356,7 +360,7 @@ class MirrorDaemon:
         """What plugins may see, now (loop thread)."""
         return take_snapshot(self.core, self.states, self.zone, self.wall())
 
-    def plugin_request(self, message: dict) -> dict:
+    def plugin_request(self, message: dict[str, Any]) -> dict[str, Any]:
         """A control request from a plugin; ``wait`` is not offered (loop thread)."""
         problem = validate_request(message)
         if problem is not None:
@@ -384,7 +388,7 @@ class MirrorDaemon:
                                                             running=len(self.core.running))
 
     def _spawn_stage(self, run: Run) -> None:
-        """Start *run*'s current stage: at once, or through the launcher during a burst."""
+        """Start *run*'s current stage: at once, or (during a burst) through runner.submit."""
         now = self.wall()
         run.stage_started = now
         self.states[run.task.name].stage = run.stage
@@ -613,7 +617,8 @@ class MirrorDaemon:
 
     # --- control requests ---------------------------------------------------------------
 
-    def handle_request(self, message: dict, connection: Connection | None) -> dict | None:
+    def handle_request(self, message: dict[str, Any],
+                       connection: Connection | None) -> dict[str, Any] | None:
         """Answer one control request (see mirror.control for the protocol)."""
         command = message["command"]
         if command == "queue":

@@ -8,6 +8,7 @@ import os
 import signal
 import time
 from dataclasses import dataclass, fields
+from typing import Any
 
 from mirror.atomicfile import write_atomically
 from mirror.i18n import _
@@ -62,10 +63,10 @@ class TaskHistory:
     size: int | None = None  # bytes, as a plugin last reported it
 
     @classmethod
-    def from_dict(cls, data: dict) -> TaskHistory:
+    def from_dict(cls, data: dict[str, Any]) -> TaskHistory:
         """Build from JSON, ignoring unknown keys and values of the wrong type."""
         known = {field.name: field for field in fields(cls)}
-        values = {}
+        values: dict[str, Any] = {}
         for key, value in data.items():
             if key in known and (value is None or isinstance(value, (int, float, str))):
                 values[key] = value

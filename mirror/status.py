@@ -14,7 +14,7 @@ from mirror.views import task_view
 def queue_snapshot(core: SchedulingCore, zone: tzinfo) -> list[dict[str, object]]:
     """The queue in due order: name, kind, due, priority."""
     stamps: dict[float, str | None] = {}  # tasks often share due times; format each once
-    snapshot = []
+    snapshot: list[dict[str, object]] = []
     for entry in core.entries():
         due = stamps.get(entry.due)
         if due is None:
