@@ -1,10 +1,16 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The scheduling core: what to start, skip, delay, retry or time out, and when to look again.
+"""The scheduling core: what to start, skip, delay, retry or time out, and when to look again;
+which upstream and stages a run uses, and what each stage's end means.
 
 Pure: it makes no OS calls and never reads a clock. Every method takes *now*
 (epoch seconds) from its caller, so tests can drive it through simulated weeks.
-The caller starts processes for ``START`` decisions and reports back through
-:meth:`SchedulingCore.finished`. Localdirs are compared through a path resolver the
+
+A run goes: a ``START`` decision from :meth:`SchedulingCore.due` (or
+:meth:`SchedulingCore.start_now`) reserves the task; :meth:`SchedulingCore.run_started`
+plans the run (upstream, task log, stages); after each stage the caller reports
+:meth:`SchedulingCore.stage_ended` and gets :class:`NextStage` or :class:`RunEnd` (result,
+failure counters, next upstream, retry time), which it records in the task's history.
+The core is the one record of what runs. Localdirs are compared through a path resolver the
 caller passes in (the daemon passes ``os.path.realpath``; the default,
 ``os.path.normpath``, reads nothing from the disk).
 """
