@@ -1,50 +1,121 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The scheduling core: what to start, skip, delay, retry or time out, and when to look again.
+"""The scheduling core: what to start, skip, delay, retry or time out, and when to look again;
+which upstream and stages a run uses, and what each stage's end means.
 
 Pure: it makes no OS calls and never reads a clock. Every method takes *now*
 (epoch seconds) from its caller, so tests can drive it through simulated weeks.
-The caller starts processes for ``START`` decisions and reports back through
-:meth:`SchedulingCore.finished`. Localdirs are compared through a path resolver the
+
+A run goes: a ``START`` decision from :meth:`SchedulingCore.due` (or
+:meth:`SchedulingCore.start_now`) reserves the task; :meth:`SchedulingCore.run_started`
+plans the run (upstream, task log, stages); after each stage the caller reports
+:meth:`SchedulingCore.stage_ended` and gets :class:`NextStage` or :class:`RunEnd` (result,
+failure counters, next upstream, retry time), which it records in the task's history.
+The core is the one record of what runs. Localdirs are compared through a path resolver the
 caller passes in (the daemon passes ``os.path.realpath``; the default,
 ``os.path.normpath``, reads nothing from the disk).
 """
 from __future__ import annotations
 
 import os.path
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import tzinfo
+from typing import Union
 
+from mirror.cron import CronSchedule
+from mirror.history import RunResult, TaskHistory
 from mirror.i18n import _
 from mirror.policy import DELAY_SECONDS, Conditions, refusal
+from mirror.runs import Ending, Run, RunKind, log_path_for
 from mirror.task import GeneralSettings, TaskSpec
-from mirror.taskqueue import RETRY, RUN, SYSTEM, TIMEOUT, QueueEntry, TaskQueue
+from mirror.taskqueue import RETRY, RUN, SYSTEM, TIMEOUT, QueueEntry, QueueKind, TaskQueue
+from mirror.textenum import TextEnum
 from mirror.zoneoffsets import offsets_for
 
-START = "start"
-SKIP = "skip"
-DELAY = "delay"
-WAIT = "wait"
-EXPIRE = "timeout"
-SYSTEM_DUE = "system"
+
+class Action(TextEnum):
+    """What the core decided about a due queue entry."""
+
+    START = "start"  # run the task now
+    SKIP = "skip"  # it is still running; its next scheduled run is queued
+    DELAY = "delay"  # admission refused it; it is looked at again later
+    WAIT = "wait"  # another run writes its localdir; it starts when that one ends
+    EXPIRE = "timeout"  # its timeout passed: end the run
+    SYSTEM_DUE = "system"  # a system entry is due
+
+
+# The names other modules import.
+START = Action.START
+SKIP = Action.SKIP
+DELAY = Action.DELAY
+WAIT = Action.WAIT
+EXPIRE = Action.EXPIRE
+SYSTEM_DUE = Action.SYSTEM_DUE
+
+
+@dataclass(frozen=True)
+class SystemEntry:
+    """A recurring internal job (such as cleaning old task logs) a plugin registered."""
+
+    name: str
+    schedule: CronSchedule
+    priority: int
 
 
 @dataclass(frozen=True)
 class Decision:
     """What the core decided about one due entry.
 
-    ``action`` is START (run the task now), SKIP (it is still running), DELAY
-    (admission refused it), WAIT (another task is writing its localdir; it
-    starts when that one ends), EXPIRE (its timeout passed: kill it) or SYSTEM
-    (a system entry is due). ``next_due`` is when the task is looked at again.
+    ``action`` says what to do; ``kind`` is the queue entry's kind; ``next_due`` is when the
+    task is looked at again. A START has reserved the task: the caller begins the run with
+    :meth:`SchedulingCore.run_started`. A SYSTEM_DUE carries its ``system`` entry (None for a
+    name no entry was registered under), already queued again at its next time.
     """
 
-    action: str
+    action: Action
     name: str
-    kind: str
+    kind: QueueKind
     due: float
     reason: str = ""
     next_due: float | None = None
+    system: SystemEntry | None = None
+
+
+@dataclass(frozen=True)
+class NextStage:
+    """The run goes on: start ``run.current`` (the core has moved ``run.stage`` on)."""
+
+    run: Run
+
+
+@dataclass(frozen=True)
+class RunEnd:
+    """A run ended, and what it changes in the task's history.
+
+    ``consecutive_failures``, ``failures_total`` and ``upstream_index`` are the values to
+    record (``upstream_index`` is the next run's upstream: moved on after a failure when the
+    task has more than one). ``retry_at`` is when the queued retry is due, if one was queued.
+    ``forget`` says the task was removed by a reload while it ran: drop its history.
+    """
+
+    run: Run
+    result: RunResult
+    exit_code: int | None
+    ended: float
+    duration: float
+    previous_failures: int
+    consecutive_failures: int
+    failures_total: int
+    upstream_index: int
+    retry_at: float | None
+    forget: bool
+
+    @property
+    def name(self) -> str:
+        return self.run.task.name
+
+
+StageDecision = Union[NextStage, RunEnd]
 
 
 @dataclass(frozen=True)
@@ -65,40 +136,92 @@ def _inside(path: str, directory: str) -> bool:
     return path.startswith(prefix)
 
 
+NO_HISTORY = TaskHistory()
+
+
 class SchedulingCore:
-    """Queues runs of enabled tasks by their schedules; decides what happens when they are due."""
+    """Queues runs of enabled tasks by their schedules; decides what happens when they are due,
+    which upstream and stages a run uses, and what its end changes."""
 
     def __init__(self, tasks: Iterable[TaskSpec], general: GeneralSettings, zone: tzinfo,
-                 now: float, resolve_path: Callable[[str], str] = os.path.normpath) -> None:
+                 now: float, resolve_path: Callable[[str], str] = os.path.normpath,
+                 histories: Mapping[str, TaskHistory] | None = None) -> None:
         """Queue the first run of every enabled task.
 
         Args:
             tasks: the valid tasks.
-            general: the ``[general]`` settings.
+            general: the ``[general]`` settings; the core holds the current ones (``general``)
+                for everyone, and :meth:`reload` replaces them.
             zone: the local time zone the schedules are read in.
             now: the current time, epoch seconds.
             resolve_path: turns a localdir into the path two localdirs are compared
                 by (aliases through symlinks, nesting). The daemon passes
                 ``os.path.realpath``; the default ``os.path.normpath`` touches no
                 disk. It is called when a run is decided or started, once per run.
+            histories: each task's recorded history, read (never written) for the upstream a
+                run starts from and the failure counters its end continues; the caller
+                records what :class:`RunEnd` says. Empty by default.
         """
         self.general = general
         self.zone = zone
         self.offsets = offsets_for(zone)
         self.resolve_path = resolve_path
+        self.histories: Mapping[str, TaskHistory] = {} if histories is None else histories
         self.queue = TaskQueue()
         self.tasks: dict[str, TaskSpec] = {}
-        self.running: set[str] = set()
+        # The one record of what runs: a task decided to start (or started with --run) is
+        # here from that moment, with its Run once the caller began it, until its end.
+        self._running: dict[str, Run | None] = {}
         # Removed by a reload while running: kept until the run ends, then forgotten.
         self.retired: dict[str, TaskSpec] = {}
         # Running task → the localdir its run holds (resolved when it started); and who
         # waits for that run to end.
         self._holding: dict[str, Holding] = {}
         self._waiting: dict[str, list[str]] = {}
+        self._system: dict[str, SystemEntry] = {}
         for task in tasks:
             self.tasks[task.name] = task
             if task.enabled:
                 self._queue_next_run(task, now)
+
+    # --- views (for snapshots and clients) ---------------------------------------------------
+
+    @property
+    def running(self) -> Mapping[str, Run | None]:
+        """The running tasks (read-only; ``name in core.running``, ``len(core.running)``)."""
+        return self._running
+
+    def run_of(self, name: str) -> Run | None:
+        """*name*'s run in progress, if it is running and its run has begun."""
+        return self._running.get(name)
+
+    def runs(self) -> list[Run]:
+        """Every run in progress."""
+        return [run for run in self._running.values() if run is not None]
+
+    def known_names(self) -> list[str]:
+        """The configured tasks in config order, then those a reload removed that still run."""
+        return list(self.tasks) + [name for name in self.retired if name not in self.tasks]
+
+    def spec(self, name: str) -> TaskSpec:
+        """Task *name*, configured or removed by a reload but still running.
+
+        Raises:
+            KeyError: no such task.
+        """
+        task = self.tasks.get(name)
+        return task if task is not None else self.retired[name]
+
+    def next_run(self, name: str) -> float | None:
+        """When *name*'s next scheduled (or delayed) run is due, if one is queued."""
+        entry = self.queue.get(RUN, name)
+        return None if entry is None else entry.due
+
+    def entries(self) -> list[QueueEntry]:
+        """Every queued entry in due order (a copy)."""
+        return self.queue.entries()
+
+    # --- scheduling -------------------------------------------------------------------------
 
     def next_scheduled(self, task: TaskSpec, after: float) -> float:
         """The task's first scheduled time strictly after *after* (epoch seconds)."""
@@ -122,13 +245,18 @@ class SchedulingCore:
                 ``running`` is ignored in favour of the core's own count.
 
         Yields:
-            The decisions; for START the task counts as running from then on.
+            The decisions; for START the task counts as running from then on. A due
+            system entry is queued again at its next time before it is yielded.
         """
         for entry in self.queue.pop_due(now):
             if entry.kind == TIMEOUT:
                 yield Decision(EXPIRE, entry.name, entry.kind, entry.due)
             elif entry.kind == SYSTEM:
-                yield Decision(SYSTEM_DUE, entry.name, entry.kind, entry.due)
+                system = self._system.get(entry.name)
+                if system is not None:
+                    self.queue.push(system.schedule.next_instant(now, self.offsets),
+                                    system.priority, SYSTEM, system.name)
+                yield Decision(SYSTEM_DUE, entry.name, entry.kind, entry.due, system=system)
             elif entry.name in self.tasks:
                 decision = self._decide_run(entry, now, conditions)
                 if decision is not None:
@@ -139,7 +267,7 @@ class SchedulingCore:
         scheduled = self.next_scheduled(task, now)
         if entry.kind == RUN:
             self.queue.push(scheduled, task.priority, RUN, task.name)
-        if task.name in self.running:
+        if task.name in self._running:
             if entry.kind == RETRY:
                 return None
             return Decision(SKIP, task.name, entry.kind, entry.due,
@@ -152,7 +280,7 @@ class SchedulingCore:
                 waiting.append(task.name)
             return Decision(WAIT, task.name, entry.kind, entry.due,
                             _wait_reason(task, resolved, writer), None)
-        current = Conditions(conditions.load, conditions.http_connections, len(self.running))
+        current = Conditions(conditions.load, conditions.http_connections, len(self._running))
         reason = refusal(task.priority, current, self.general)
         if reason is not None:
             delayed = now + DELAY_SECONDS
@@ -209,7 +337,7 @@ class SchedulingCore:
                 message names the other task and both directories.
         """
         task = self.tasks[name]
-        if name in self.running:
+        if name in self._running:
             raise ValueError(_("{name} is already running").format(name=name))
         resolved = self._resolve(task)
         writer = self._holder_for(name, resolved)
@@ -218,7 +346,7 @@ class SchedulingCore:
         self._mark_started(task, resolved, now)
 
     def _mark_started(self, task: TaskSpec, resolved: str | None, now: float) -> None:
-        self.running.add(task.name)
+        self._running[task.name] = None
         if task.localdir is not None and resolved is not None:
             self._holding[task.name] = Holding(task.name, task.localdir, resolved)
         self.queue.cancel(RETRY, task.name)
@@ -236,13 +364,13 @@ class SchedulingCore:
         Returns:
             The retry time, or None when no retry was queued.
         """
-        self.running.discard(name)
+        self._running.pop(name, None)
         self.queue.cancel(TIMEOUT, name)
         self.retired.pop(name, None)
         self._holding.pop(name, None)
         for waiting in self._waiting.pop(name, []):
             queued = self.tasks.get(waiting)
-            if queued is not None and queued.enabled and waiting not in self.running:
+            if queued is not None and queued.enabled and waiting not in self._running:
                 self.queue.push(now, queued.priority, RUN, waiting)
         task = self.tasks.get(name)
         if task is None or succeeded or not may_retry or not task.enabled or not task.autoretry:
@@ -254,9 +382,113 @@ class SchedulingCore:
         self.queue.push(retry_at, task.priority, RETRY, name)
         return retry_at
 
+    # --- runs: their stages and their ends ------------------------------------------------
+
+    def run_started(self, name: str, kind: RunKind, now: float) -> Run:
+        """Begin the run of *name* that a START decision or :meth:`start_now` reserved.
+
+        The run uses the upstream its history points at (``upstream_index``, wrapping), its
+        task log is ``LOGDIR/NAME.log.DATE`` for *now*, and its stages are what the task
+        gives for that upstream and log.
+
+        Returns:
+            The run, at stage 1; the caller starts ``run.current``.
+
+        Raises:
+            KeyError: *name* was not reserved (or has begun already).
+        """
+        if name not in self._running or self._running[name] is not None:
+            raise KeyError(name)
+        task = self.spec(name)
+        history = self.histories.get(name, NO_HISTORY)
+        index = history.upstream_index % len(task.upstreams) if task.upstreams else 0
+        upstream = task.upstreams[index] if task.upstreams else None
+        log_path = log_path_for(self.general.logdir, name, now, self.zone)
+        run = Run(task=task, kind=RunKind(kind), plan=task.stages(index, log_path),
+                  upstream=upstream, upstream_index=index, started=now, log_path=log_path)
+        self._running[name] = run
+        return run
+
+    def end_requested(self, name: str, ending: Ending) -> Run | None:
+        """Note that *name*'s run is being ended (timed out, cancelled, stopped); the first
+        reason given is the one its result will say.
+
+        Returns:
+            The run, or None when *name* has no run in progress.
+        """
+        run = self._running.get(name)
+        if run is not None and run.ending is None:
+            run.ending = ending
+        return run
+
+    def stage_ended(self, name: str, exit_code: int | None, now: float) -> StageDecision:
+        """The current stage of *name*'s run ended with *exit_code* (None: killed by a signal).
+
+        Returns:
+            :class:`NextStage` when it succeeded and another stage follows (the run has
+            moved on to it); else :class:`RunEnd`: success after the last stage, the
+            ending's result when the run was being ended, else failure.
+
+        Raises:
+            KeyError: *name* has no run in progress.
+        """
+        run = self._running[name]
+        if run is None:
+            raise KeyError(name)
+        if run.ending is not None:
+            return self._end(run, run.ending.result, exit_code, now)
+        if not run.task.succeeded(exit_code, self.general):
+            return self._end(run, RunResult.FAILED, exit_code, now)
+        if run.stage == run.stages:
+            return self._end(run, RunResult.SUCCESS, exit_code, now)
+        run.stage += 1
+        return NextStage(run)
+
+    def stage_not_started(self, name: str, now: float) -> RunEnd:
+        """The current stage of *name*'s run could not be started: the run failed.
+
+        Raises:
+            KeyError: *name* has no run in progress.
+        """
+        run = self._running[name]
+        if run is None:
+            raise KeyError(name)
+        return self._end(run, RunResult.FAILED, None, now)
+
+    def _end(self, run: Run, result: RunResult, exit_code: int | None, now: float) -> RunEnd:
+        """End *run* with *result*: the failure counters, the next upstream, a retry."""
+        name = run.task.name
+        history = self.histories.get(name, NO_HISTORY)
+        consecutive, total = history.consecutive_failures, history.failures_total
+        upstream_index = history.upstream_index
+        if result is RunResult.SUCCESS:
+            consecutive = 0
+        elif result.went_wrong:
+            consecutive += 1
+            total += 1
+            if len(run.task.upstreams) > 1:
+                upstream_index = (run.upstream_index + 1) % len(run.task.upstreams)
+        retry_at = self.finished(name, now, result is RunResult.SUCCESS,
+                                 may_retry=result.went_wrong)
+        return RunEnd(run=run, result=result, exit_code=exit_code, ended=now,
+                      duration=round(now - run.started, 3),
+                      previous_failures=history.consecutive_failures,
+                      consecutive_failures=consecutive, failures_total=total,
+                      upstream_index=upstream_index, retry_at=retry_at,
+                      forget=name not in self.tasks)
+
+    # --- system entries ----------------------------------------------------------------------
+
     def schedule_system(self, name: str, due: float, priority: int = 1) -> None:
-        """Queue a system entry (an internal job such as log cleaning) at *due*."""
+        """Queue a system entry (an internal job such as log cleaning) once, at *due*."""
         self.queue.push(due, priority, SYSTEM, name)
+
+    def add_system_entry(self, name: str, schedule: CronSchedule, priority: int,
+                         now: float) -> None:
+        """Queue system entry *name* at its next time on *schedule* after *now*, and again
+        at each next time whenever it is due (replacing an entry of that name)."""
+        self._system[name] = SystemEntry(name, schedule, priority)
+        self.queue.push(schedule.next_instant(now, self.offsets), priority, SYSTEM, name)
 
     def reload(self, tasks: Iterable[TaskSpec], general: GeneralSettings, now: float) -> None:
         """Apply a new config without touching running processes.
@@ -270,7 +502,7 @@ class SchedulingCore:
             if name not in new:
                 for kind in (RUN, RETRY):
                     self.queue.cancel(kind, name)
-                if name in self.running:
+                if name in self._running:
                     self.retired[name] = old
         self.general = general
         old_tasks, self.tasks = self.tasks, new
@@ -279,7 +511,8 @@ class SchedulingCore:
             if not task.enabled:
                 self.queue.cancel(RUN, name)
                 self.queue.cancel(RETRY, name)
-            elif before is None or not before.enabled or before.time != task.time \
+            elif before is None or not before.enabled \
+                    or before.schedule.expression != task.schedule.expression \
                     or self.queue.get(RUN, name) is None:
                 self._queue_next_run(task, now)
             elif before.priority != task.priority:

@@ -4,6 +4,10 @@
 The loop sleeps in one selector until a signal (through the wakeup pipe), a
 control request, the wall-clock timer of the next due entry, or the end of a
 kill grace period. Signal handlers only record; the loop does the work.
+
+The rules (what starts, which upstream, the next stage, a run's result, retries, the failure
+counters) are the scheduling core's (mirror.core); this module carries its decisions out:
+processes through a Runner (mirror.runner), task logs, the history file, events, replies.
 """
 from __future__ import annotations
 
@@ -17,11 +21,11 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import tzinfo
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from mirror.config import MirrorConfig, load_config
 from mirror.control import Connection, ControlServer, error, validate_request
-from mirror.core import DELAY, EXPIRE, SKIP, START, SYSTEM_DUE, WAIT, SchedulingCore
+from mirror.core import Action, NextStage, RunEnd, SchedulingCore, StageDecision
 from mirror.cron import CronSchedule
 from mirror.events import (
     MirrorEvent,
@@ -37,36 +41,20 @@ from mirror.events import (
     TaskStartEvent,
     TaskStopEvent,
 )
-from mirror.history import (
-    CANCELLED,
-    FAILED,
-    KILLED,
-    SUCCESS,
-    TIMEOUT,
-    HistoryStore,
-    TaskHistory,
-    exit_status,
-)
+from mirror.history import HistoryStore, RunResult, TaskHistory, exit_status
 from mirror.i18n import _
-from mirror.launcher import Launch, Launched, Launcher, launch
+from mirror.launcher import Launch, Launched
 from mirror.locations import ConfigLocation
-from mirror.loopcalls import LoopCalls
+from mirror.loopcalls import LoopCalls, LoopFunction, T
 from mirror.pluginhost import PluginHost
-from mirror.process import describe_status, group_alive, reap, signal_group
-from mirror.runs import (
-    MANUAL,
-    Run,
-    append_line,
-    footer_line,
-    header_line,
-    log_path_for,
-    write_log,
-)
+from mirror.process import describe_status
+from mirror.runner import ProcessRunner, Runner
+from mirror.runs import Ending, Run, RunKind, append_line, footer_line, header_line, write_log
 from mirror.sdnotify import SystemdNotifier
-from mirror.status import queue_snapshot, status_snapshot, task_status
 from mirror.sysinfo import SystemProbe
-from mirror.taskqueue import RUN
-from mirror.views import Snapshot, take_snapshot
+from mirror.task import GeneralSettings
+from mirror.viewjson import queue_reply, run_reply, status_reply
+from mirror.views import Snapshot, queue_views, take_snapshot, task_view
 from mirror.wallclock import CLOCK_SET, WallTimer
 
 if TYPE_CHECKING:
@@ -95,23 +83,36 @@ class DaemonPaths:
 
 
 class MirrorDaemon:
-    """Owns the scheduling core, the running children, the state and the control socket."""
+    """Carries out the scheduling core's decisions: the children (through a Runner), the
+    history, the control socket, the plugins' events.
+
+    What to start, which upstream and stages a run uses, when a run has ended and what its end
+    changes are the core's decisions; the daemon spawns, signals and reaps through *runner*,
+    writes the task logs and the history, and reports back to the core.
+    """
 
     def __init__(self, location: ConfigLocation, config: MirrorConfig, paths: DaemonPaths,
                  zone: tzinfo, probe: SystemProbe | None = None,
                  wall: Callable[[], float] = time.time,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 monotonic: Callable[[], float] = time.monotonic,
+                 runner: Runner | None = None) -> None:
+        """Load the history and queue every task; nothing starts before :meth:`serve`.
+
+        Raises:
+            StateFileError: the state file cannot be used.
+        """
         self.location = location
-        self.config = config
+        self.plugin_sections = config.plugins
         self.paths = paths
         self.zone = zone
         self.probe = probe or SystemProbe()
         self.wall = wall
         self.monotonic = monotonic
-        self.core = SchedulingCore(config.tasks, config.general, zone, wall(), os.path.realpath)
+        self.runner: Runner = runner if runner is not None else ProcessRunner()
         self.store = HistoryStore(paths.statefile)
         self.states: dict[str, TaskHistory] = self.store.load()
-        self.runs: dict[str, Run] = {}
+        self.core = SchedulingCore(config.tasks, config.general, zone, wall(), os.path.realpath,
+                                   histories=self.states)
         self.pids: dict[int, str] = {}
         self.kill_deadlines: dict[int, float] = {}  # process group → monotonic deadline
         self.stopping = False
@@ -119,13 +120,12 @@ class MirrorDaemon:
         self.control = ControlServer(paths.socket, self.handle_request, monotonic=monotonic)
         # Made after detaching (it closes every descriptor but those it is told to keep).
         self.calls: LoopCalls | None = None
-        self.plugins = PluginHost(self._call_in_loop, self.probe, paths.statefile)
-        self.system_entries: dict[str, tuple[CronSchedule, int]] = {}
+        self.plugins = PluginHost(self._call_in_loop, self.probe, paths.statefile,
+                                  general=lambda: self.core.general)
         self.systemd = SystemdNotifier()
         self._state_flush_at: float | None = None  # monotonic; None when nothing is unsaved
         self._held_events: list[MirrorEvent] | None = None  # during a scheduling pass
-        self.launcher: Launcher[Run] = Launcher()
-        self._launching: Launcher[Run] | None = None  # the launcher, during a scheduling pass
+        self._launching = False  # during a scheduling pass: spawns go through runner.submit
         self._early_exits: dict[int, int] = {}  # pid → wait status, reaped before collected
         self._made_directories: set[str] | None = None  # during a scheduling pass
         # The children's environment (after the switch of users and without NOTIFY_SOCKET),
@@ -138,6 +138,16 @@ class MirrorDaemon:
         self.selector: selectors.BaseSelector
         self.timer: WallTimer
         self._clock_offset = wall() - monotonic()
+
+    @property
+    def general(self) -> GeneralSettings:
+        """The current ``[general]`` settings (held by the core; a reload replaces them)."""
+        return self.core.general
+
+    @property
+    def runs(self) -> dict[str, Run]:
+        """The runs in progress by task name (a copy of what the core tracks)."""
+        return {run.task.name: run for run in self.core.runs()}
 
     # --- the loop -----------------------------------------------------------------------
 
@@ -162,13 +172,7 @@ class MirrorDaemon:
         self._announce_queued(self.core.tasks)
         self.systemd.ready(self._status_line())
         while True:
-            self._notice_clock_jump()
-            self._kill_overdue_groups()
-            self._flush_state_when_due()
-            self.control.expire(self.monotonic())
-            if not self.stopping:
-                self._scheduling_pass()
-            if self.stopping and not self.runs and not self.kill_deadlines:
+            if not self.tick():
                 break
             for key, mask in self.selector.select(self._sleep_seconds()):
                 if key.fd == signals_fd:
@@ -178,11 +182,26 @@ class MirrorDaemon:
                     self._isolated(key.data, mask)
         self._shut_down()
 
+    def tick(self) -> bool:
+        """The loop's work between two waits: clock steps, kill deadlines, the state file,
+        control deadlines, the scheduling pass.
+
+        Returns:
+            False once stopping is complete (no run and no process group left), else True.
+        """
+        self._notice_clock_jump()
+        self._kill_overdue_groups()
+        self._flush_state_when_due()
+        self.control.expire(self.monotonic())
+        if not self.stopping:
+            self._scheduling_pass()
+        return not (self.stopping and not self.core.running and not self.kill_deadlines)
+
     def load_plugins(self, entries: Iterable[EntryPointLike] | None = None) -> None:
         """Load and enable the plugins (*entries*: the ones found before detaching; found
         now by default). After detaching: their threads would not survive it."""
         self.calls = self.calls or LoopCalls()
-        self.plugins.load(self.config.plugins, self.config.general, entries)
+        self.plugins.load(self.plugin_sections, entries)
 
     def _serve_calls_for(self, seconds: float) -> None:
         """While plugins finish at stop: answer their calls for up to *seconds*, or until a
@@ -191,7 +210,7 @@ class MirrorDaemon:
         select.select([self.calls.read_fd], [], [], seconds)
         self.calls.run_pending()
 
-    def _call_in_loop(self, function: Callable[[MirrorDaemon], object]) -> Future:
+    def _call_in_loop(self, function: LoopFunction[T]) -> Future[T]:
         assert self.calls is not None, "load_plugins() comes first"
         return self.calls.submit(lambda: function(self))
 
@@ -204,7 +223,7 @@ class MirrorDaemon:
 
     def _announce_queued(self, names: Iterable[str]) -> None:
         for name in names:
-            if self.core.queue.get(RUN, name) is not None:
+            if self.core.next_run(name) is not None:
                 self.emit(TaskEnqueueEvent(name))
 
     def _isolated(self, handler: Callable[[int], object], argument: int) -> None:
@@ -259,32 +278,34 @@ class MirrorDaemon:
 
     def handle_sigchld(self) -> None:
         """Reap every exited child; pids that are not runs (adopted orphans) are logged."""
-        for pid, status in reap():
+        for pid, status in self.runner.reap():
             name = self.pids.pop(pid, None)
-            if name is None and self._launching is not None and self._launching.pending:
+            if name is None and self._launching and self.runner.pending:
                 self._early_exits[pid] = status  # perhaps a launch not yet collected
                 continue
             if name is None:
                 log.debug("reaped process %d (%s), not a run", pid, describe_status(status)[2])
                 continue
-            self._stage_ended(self.runs[name], status)
+            run = self.core.run_of(name)
+            assert run is not None
+            self._stage_ended(run, status)
 
     # --- scheduling ---------------------------------------------------------------------
 
     def _scheduling_pass(self) -> None:
         if self.core.seconds_until_next(self.wall()) != 0:
             return
-        conditions = self.probe.conditions(self.core.general, len(self.core.running))
+        conditions = self.probe.conditions(self.general, len(self.core.running))
         # A burst starts its children first: the plugins hear of them after the pass, so
         # their threads do not compete with the spawns for the interpreter.
         self._held_events = []
-        self._launching = self.launcher
+        self._launching = True
         self._made_directories = set()
         reaped_at = self.monotonic()
         try:
             for decision in self.core.due(self.wall(), conditions):
-                if decision.action == START:
-                    self._start(decision.name, decision.kind)
+                if decision.action is Action.START:
+                    self._start(decision.name, RunKind(decision.kind.value))
                     self._collect_launches()
                     # A burst of starts takes seconds; reap and save as it goes, so that a
                     # run's end is recorded, and written, when it happens, not after the burst.
@@ -292,19 +313,24 @@ class MirrorDaemon:
                         reaped_at = self.monotonic()
                         self.handle_sigchld()
                         self._flush_state_when_due()
-                elif decision.action == EXPIRE:
-                    self._terminate(decision.name, TIMEOUT)
-                elif decision.action == SYSTEM_DUE:
-                    self._run_system_entry(decision.name, decision.due)
-                elif decision.action in (SKIP, DELAY, WAIT):
+                elif decision.action is Action.EXPIRE:
+                    self._terminate(decision.name, Ending.TIMEOUT)
+                elif decision.action is Action.SYSTEM_DUE:
+                    if decision.system is not None:
+                        system = decision.system
+                        self.emit(RunSystemTaskEvent(SystemTaskInfo(
+                            system.name, decision.due, system.priority,
+                            system.schedule.expression)))
+                else:  # SKIP, DELAY, WAIT
                     log.info("%s %s: %s", decision.name, decision.action, decision.reason)
-                if decision.action in (START, SKIP, DELAY):
+                if decision.action in (Action.START, Action.SKIP, Action.DELAY):
                     self._announce_queued([decision.name])
         finally:
-            while self.launcher.pending:
+            while self.runner.pending:
                 self._collect_launches(wait=True)
                 self.handle_sigchld()
-            self._launching = self._made_directories = None
+            self._launching = False
+            self._made_directories = None
             for pid, status in self._early_exits.items():  # not runs, after all
                 log.debug("reaped process %d (%s), not a run", pid, describe_status(status)[2])
             self._early_exits.clear()
@@ -315,23 +341,12 @@ class MirrorDaemon:
                 self.systemd.status(self._status_line())
 
     def _collect_launches(self, wait: bool = False) -> None:
-        for run, launched in self.launcher.collect(wait):
+        for run, launched in self.runner.collect(wait):
             self._stage_launched(run, launched)
-
-    def _run_system_entry(self, name: str, due: float) -> None:
-        entry = self.system_entries.get(name)
-        if entry is None:
-            return
-        schedule, priority = entry
-        self.emit(RunSystemTaskEvent(SystemTaskInfo(name, due, priority, schedule.expression)))
-        self.core.schedule_system(name, schedule.next_instant(self.wall(), self.core.offsets),
-                                  priority)
 
     def add_system_entry(self, name: str, schedule: CronSchedule, priority: int) -> None:
         """Queue system entry *name* on *schedule* (for plugins; loop thread)."""
-        self.system_entries[name] = (schedule, priority)
-        self.core.schedule_system(name, schedule.next_instant(self.wall(), self.core.offsets),
-                                  priority)
+        self.core.add_system_entry(name, schedule, priority, self.wall())
         log.info("system entry %s scheduled (%s)", name, schedule.expression)
 
     def record_size(self, name: str, size: int) -> None:
@@ -344,9 +359,9 @@ class MirrorDaemon:
 
     def snapshot(self) -> Snapshot:
         """What plugins may see, now (loop thread)."""
-        return take_snapshot(self.core, self.runs, self.states, self.zone, self.wall())
+        return take_snapshot(self.core, self.states, self.zone, self.wall())
 
-    def plugin_request(self, message: dict) -> dict:
+    def plugin_request(self, message: dict[str, Any]) -> dict[str, Any]:
         """A control request from a plugin; ``wait`` is not offered (loop thread)."""
         problem = validate_request(message)
         if problem is not None:
@@ -355,18 +370,13 @@ class MirrorDaemon:
             return error(_("plugins cannot wait for a run; handle RunFinishedEvent instead"))
         return self.handle_request(message, None) or {"ok": True}
 
-    def _start(self, name: str, kind: str) -> Run:
-        task = self.core.tasks[name]
-        state = self.states.setdefault(name, TaskHistory())
+    def _start(self, name: str, kind: RunKind) -> Run:
+        """Begin the run the core reserved for *name* and start its first stage."""
         now = self.wall()
-        index = state.upstream_index % len(task.upstreams) if task.upstreams else 0
-        upstream = task.upstreams[index] if task.upstreams else None
-        log_path = log_path_for(self.core.general.logdir, name, now, self.zone)
-        run = Run(task=task, kind=kind, plan=task.stages(index, log_path), upstream=upstream,
-                  upstream_index=index, started=now, log_path=log_path)
-        self.runs[name] = run
+        run = self.core.run_started(name, kind, now)
+        state = self.states.setdefault(name, TaskHistory())
         state.last_start = now
-        state.upstream = upstream
+        state.upstream = run.upstream
         self.emit(PreTaskStartEvent(name))
         self._spawn_stage(run)
         if self._held_events is None:  # else once at the end of the scheduling pass
@@ -376,15 +386,15 @@ class MirrorDaemon:
     def _status_line(self) -> str:
         """systemd's one-line status: ``40 tasks, 3 running``."""
         return _("{tasks} tasks, {running} running").format(tasks=len(self.core.tasks),
-                                                            running=len(self.runs))
+                                                            running=len(self.core.running))
 
     def _spawn_stage(self, run: Run) -> None:
-        """Start *run*'s current stage: at once, or through the launcher during a burst."""
+        """Start *run*'s current stage: at once, or (during a burst) through runner.submit."""
         now = self.wall()
         run.stage_started = now
         self.states[run.task.name].stage = run.stage
         try:
-            self._make_directory(self.core.general.logdir)
+            self._make_directory(self.general.logdir)
             for directory in run.task.directories():
                 self._make_directory(directory)
             write_log(run.log_path, header_line(run, now, self.zone))
@@ -392,16 +402,16 @@ class MirrorDaemon:
             log.error("%s: cannot prepare stage %d: %s", run.task.name, run.stage, problem)
             append_line(run.log_path, f"=== mirrord: {run.task.name} could not start: "
                                       f"{problem}\n")
-            self._finish(run, FAILED, None, None)
+            self._finish(self.core.stage_not_started(run.task.name, self.wall()), None)
             return
         environ = self.child_environ
         if run.current.environ:
             environ = {**environ, **run.current.environ}
         job = Launch(list(run.argv), run.log_path, environ)
-        if self._launching is not None:
-            self._launching.submit(run, job)
+        if self._launching:
+            self.runner.submit(run, job)
         else:
-            self._stage_launched(run, launch(job))
+            self._stage_launched(run, self.runner.spawn(job))
 
     def _make_directory(self, path: str) -> None:
         """Create *path* if missing; during a scheduling pass, once (a burst shares a logdir).
@@ -420,7 +430,7 @@ class MirrorDaemon:
             message = f"cannot run {run.argv[0]}: {launched.error.strerror or launched.error}"
             append_line(run.log_path, f"=== mirrord: {message}\n")
             log.error("%s: %s", run.task.name, message)
-            self._finish(run, FAILED, None, None)
+            self._finish(self.core.stage_not_started(run.task.name, self.wall()), None)
             return
         assert launched.pid is not None
         run.pid = launched.pid
@@ -439,52 +449,40 @@ class MirrorDaemon:
         now = self.wall()
         append_line(run.log_path, footer_line(run, now, self.zone, outcome))
         assert run.pid is not None
-        if group_alive(run.pid):
+        if self.runner.group_alive(run.pid):
             self._end_group(run.pid)  # what the stage left behind in its group goes too
         signal_name = signal.Signals(signum).name if signum else None
-        if run.ending is not None:
-            self._finish(run, run.ending, code, signal_name, outcome)
-        elif not run.task.succeeded(code, self.core.general):
-            self._finish(run, FAILED, code, signal_name, outcome)
-        elif run.stage == run.stages:
-            self._finish(run, SUCCESS, code, None, outcome)
-        else:
-            log.info("%s: stage %d/%d ended: %s", run.task.name, run.stage, run.stages, outcome)
-            run.stage += 1
+        decision: StageDecision = self.core.stage_ended(run.task.name, code, now)
+        if isinstance(decision, NextStage):
+            log.info("%s: stage %d/%d ended: %s", run.task.name, run.stage - 1, run.stages,
+                     outcome)
             run.pid = None
             self._spawn_stage(run)
+            return
+        self._finish(decision, signal_name if decision.result is not RunResult.SUCCESS
+                     else None, outcome)
 
-    def _finish(self, run: Run, result: str, code: int | None, signal_name: str | None,
-                outcome: str | None = None) -> None:
-        """Record *run*'s end; *outcome* is how its last stage ended, when one was started."""
-        name = run.task.name
-        now = self.wall()
-        self.runs.pop(name, None)
+    def _finish(self, end: RunEnd, signal_name: str | None, outcome: str | None = None) -> None:
+        """Record the run end the core decided; *outcome* is how its last stage ended, when
+        one was started."""
+        run, name, now, result, retry_at = end.run, end.name, end.ended, end.result, end.retry_at
         state = self.states.setdefault(name, TaskHistory())
-        previous_failures = state.consecutive_failures
         state.last_end = now
-        state.duration = round(now - run.started, 3)
+        state.duration = end.duration
         state.result = result
-        state.exit_code = code
+        state.exit_code = end.exit_code
         state.signal = signal_name
         state.stage = run.stage
         state.upstream = run.upstream
-        # Only a sync that failed on its own says anything about its upstream; one that was
-        # cancelled or stopped is neither retried nor counted.
-        went_wrong = result in (FAILED, TIMEOUT)
-        if result == SUCCESS:
+        if result is RunResult.SUCCESS:
             state.last_success = now
-            state.consecutive_failures = 0
-        elif went_wrong:
-            state.consecutive_failures += 1
-            state.failures_total += 1
-            if len(run.task.upstreams) > 1:
-                state.upstream_index = (run.upstream_index + 1) % len(run.task.upstreams)
-        retry_at = self.core.finished(name, now, result == SUCCESS, may_retry=went_wrong)
+        state.consecutive_failures = end.consecutive_failures
+        state.failures_total = end.failures_total
+        state.upstream_index = end.upstream_index
         reply = result_reply(name, state)
-        if name not in self.core.tasks:
+        if end.forget:
             self.states.pop(name, None)  # removed by a reload: forgotten once finished
-        log.log(logging.INFO if result == SUCCESS else logging.WARNING,
+        log.log(logging.INFO if result is RunResult.SUCCESS else logging.WARNING,
                 "%s: %s after %.0f s%s%s", name, result, now - run.started,
                 f" (stage {run.stage}/{run.stages}: {outcome})" if outcome else "",
                 f"; retry at {time.strftime('%H:%M:%S', time.localtime(retry_at))}"
@@ -492,14 +490,14 @@ class MirrorDaemon:
         self.save_state()
         for waiter in run.waiters:
             waiter.reply(reply)
-        status = exit_status(code, signal_name)
+        status = exit_status(end.exit_code, signal_name)
         self.emit(TaskStopEvent(name, run.first_pid, 127 if status is None else status))
         self.emit(RunFinishedEvent(
-            taskname=name, kind=run.kind, result=result, exit_code=code, signal=signal_name,
-            started=run.started, ended=now, duration=state.duration, stage=run.stage,
-            stages=run.stages, upstream=run.upstream, log_path=run.log_path,
-            previous_failures=previous_failures,
-            consecutive_failures=state.consecutive_failures, retry_at=retry_at))
+            taskname=name, kind=run.kind, result=result, exit_code=end.exit_code,
+            signal=signal_name, started=run.started, ended=now, duration=end.duration,
+            stage=run.stage, stages=run.stages, upstream=run.upstream, log_path=run.log_path,
+            previous_failures=end.previous_failures,
+            consecutive_failures=end.consecutive_failures, retry_at=retry_at))
         if retry_at is not None:
             self._announce_queued([name])
         self.systemd.status(self._status_line())
@@ -535,41 +533,44 @@ class MirrorDaemon:
 
     # --- ending runs --------------------------------------------------------------------
 
-    def _terminate(self, name: str, ending: str) -> bool:
-        """Begin ending *name*'s run: TERM to its process group now, KILL after killgrace."""
-        run = self.runs.get(name)
+    def _terminate(self, name: str, ending: Ending) -> bool:
+        """Begin ending *name*'s run: TERM to its process group now, KILL after killgrace.
+
+        Returns:
+            False when *name* has no stage running (not running, or between spawns).
+        """
+        run = self.core.run_of(name)
         if run is None or run.pid is None:
             return False
-        if run.ending is None:
-            run.ending = ending
+        self.core.end_requested(name, ending)
         log.warning("%s: %s; sending SIGTERM to process group %d", name, ending, run.pid)
         self._end_group(run.pid)
         return True
 
     def _end_group(self, pgid: int) -> None:
         """SIGTERM to process group *pgid* now; SIGKILL when killgrace has passed."""
-        signal_group(pgid, signal.SIGTERM)
-        self.kill_deadlines.setdefault(pgid, self.monotonic() + self.core.general.killgrace)
+        self.runner.signal_group(pgid, signal.SIGTERM)
+        self.kill_deadlines.setdefault(pgid, self.monotonic() + self.general.killgrace)
 
     def _kill_overdue_groups(self) -> None:
         now = self.monotonic()
         for pgid, deadline in list(self.kill_deadlines.items()):
-            if not group_alive(pgid):
+            if not self.runner.group_alive(pgid):
                 del self.kill_deadlines[pgid]
             elif deadline <= now:
                 del self.kill_deadlines[pgid]
-                signal_group(pgid, signal.SIGKILL)
+                self.runner.signal_group(pgid, signal.SIGKILL)
                 log.warning("process group %d outlived the grace period; sent SIGKILL", pgid)
 
     def stop(self, reason: str) -> None:
         """Stop: end every run (TERM, then KILL after the grace period), then exit the loop."""
         if not self.stopping:
-            log.info("stopping (%s): ending %d running tasks", reason, len(self.runs))
+            log.info("stopping (%s): ending %d running tasks", reason, len(self.core.running))
             self.stop_reason = reason
             self.systemd.stopping()
         self.stopping = True
-        for name in list(self.runs):
-            self._terminate(name, KILLED)
+        for name in list(self.core.running):
+            self._terminate(name, Ending.KILLED)
 
     def _shut_down(self) -> None:
         self.flush_state()
@@ -604,10 +605,9 @@ class MirrorDaemon:
         old = set(self.core.tasks)
         new = {task.name for task in config.tasks}
         self.core.reload(config.tasks, config.general, self.wall())
-        self.config = config
-        self.plugins.reconfigure(config.general)
+        self.plugin_sections = config.plugins
         log.info("reloaded: %d tasks (%d added, %d removed); %d runs continue", len(new),
-                 len(new - old), len(old - new), len(self.runs))
+                 len(new - old), len(old - new), len(self.core.running))
         self.emit(ReloadEvent(added=tuple(sorted(new - old)), removed=tuple(sorted(old - new)),
                               tasks=tuple(task.name for task in config.tasks),
                               plugin_sections={name: dict(section.raw) for name, section
@@ -617,21 +617,21 @@ class MirrorDaemon:
 
     # --- control requests ---------------------------------------------------------------
 
-    def handle_request(self, message: dict, connection: Connection | None) -> dict | None:
+    def handle_request(self, message: dict[str, Any],
+                       connection: Connection | None) -> dict[str, Any] | None:
         """Answer one control request (see mirror.control for the protocol)."""
         command = message["command"]
         if command == "queue":
-            return {"ok": True, "queue": queue_snapshot(self.core, self.zone)}
+            return queue_reply(queue_views(self.core), self.zone)
         if command == "status":
-            return {"ok": True, "tasks": status_snapshot(self.core, self.runs, self.states,
-                                                         self.zone)}
+            return status_reply(self.snapshot())
         name = message.get("name")
         known = name in self.core.tasks or (command == "cancel" and name in self.core.retired)
         if not isinstance(name, str) or not known:
             return error(_("unknown task {name!r}").format(name=name),
                          known=sorted(self.core.tasks))
         if command == "cancel":
-            if not self._terminate(name, CANCELLED):
+            if not self._terminate(name, Ending.CANCELLED):
                 return error(_("{name} is not running").format(name=name))
             return {"ok": True, "name": name}
         if self.stopping:
@@ -640,22 +640,21 @@ class MirrorDaemon:
             self.core.start_now(name, self.wall())
         except ValueError as problem:
             return error(str(problem))
-        run = self._start(name, MANUAL)
-        if name not in self.runs and not message.get("wait"):
+        run = self._start(name, RunKind.MANUAL)
+        if name not in self.core.running and not message.get("wait"):
             return error(_("{name} could not start; see {log}").format(name=name,
                                                                        log=run.log_path))
         if message.get("wait"):
-            if name in self.runs and connection is not None:
+            if name in self.core.running and connection is not None:
                 run.waiters.append(connection)
                 return None
             return result_reply(name, self.states[name])
-        reply = task_status(name, self.core, self.runs, self.states, self.zone)
-        return {"ok": True, "name": name, **reply}
+        return run_reply(task_view(name, self.core, self.states), self.zone)
 
 
 def result_reply(name: str, state: TaskHistory) -> dict[str, object]:
     """The answer to ``run`` with ``wait``: how the run that just ended went."""
-    succeeded = state.result == SUCCESS
+    succeeded = state.result is RunResult.SUCCESS
     return {"ok": succeeded, "name": name, "result": state.result,
             "exit_code": state.exit_code, "signal": state.signal,
             "error": None if succeeded else _("{name} ended: {result}").format(

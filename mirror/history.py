@@ -8,18 +8,38 @@ import os
 import signal
 import time
 from dataclasses import dataclass, fields
+from typing import Any
 
 from mirror.atomicfile import write_atomically
 from mirror.i18n import _
 from mirror.safeopen import UnsafePath, read_limited
+from mirror.textenum import TextEnum
 
 log = logging.getLogger(__name__)
 
-SUCCESS = "success"
-FAILED = "failed"
-TIMEOUT = "timeout"
-CANCELLED = "cancelled"
-KILLED = "killed"
+
+class RunResult(TextEnum):
+    """How a run ended, as the state file, the events and the clients say it."""
+
+    SUCCESS = "success"
+    FAILED = "failed"  # a stage failed, or could not start
+    TIMEOUT = "timeout"  # its timeout passed and it was ended
+    CANCELLED = "cancelled"  # an admin cancelled it
+    KILLED = "killed"  # mirrord stopped during it
+
+    @property
+    def went_wrong(self) -> bool:
+        """Whether the sync failed on its own (counted, retried, and a reason to fail over);
+        a run that was cancelled or stopped says nothing about its upstream."""
+        return self in (RunResult.FAILED, RunResult.TIMEOUT)
+
+
+# The names other modules (and plugins written for 0.9) import.
+SUCCESS = RunResult.SUCCESS
+FAILED = RunResult.FAILED
+TIMEOUT = RunResult.TIMEOUT
+CANCELLED = RunResult.CANCELLED
+KILLED = RunResult.KILLED
 FORMAT_VERSION = 1
 MAX_STATE_BYTES = 64 * 1024 * 1024  # about 100,000 tasks; /dev/zero must not fill memory
 
@@ -31,7 +51,7 @@ class TaskHistory:
     last_start: float | None = None
     last_end: float | None = None
     duration: float | None = None
-    result: str | None = None
+    result: RunResult | None = None
     exit_code: int | None = None
     signal: str | None = None
     stage: int | None = None
@@ -43,10 +63,10 @@ class TaskHistory:
     size: int | None = None  # bytes, as a plugin last reported it
 
     @classmethod
-    def from_dict(cls, data: dict) -> TaskHistory:
+    def from_dict(cls, data: dict[str, Any]) -> TaskHistory:
         """Build from JSON, ignoring unknown keys and values of the wrong type."""
         known = {field.name: field for field in fields(cls)}
-        values = {}
+        values: dict[str, Any] = {}
         for key, value in data.items():
             if key in known and (value is None or isinstance(value, (int, float, str))):
                 values[key] = value
@@ -56,6 +76,11 @@ class TaskHistory:
         for name in ("result", "signal", "upstream"):
             if values.get(name) is not None and not isinstance(values[name], str):
                 del values[name]
+        if values.get("result") is not None:
+            try:
+                values["result"] = RunResult(values["result"])
+            except ValueError:  # a result this version does not know
+                del values["result"]
         state = cls(**values)
         if not isinstance(state.upstream_index, int) or isinstance(state.upstream_index, bool):
             state.upstream_index = 0

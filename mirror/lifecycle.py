@@ -34,7 +34,13 @@ from mirror.safeopen import UnsafePath, open_file
 from mirror.signals import SignalPipe
 
 if TYPE_CHECKING:
+    from typing import TextIO
+
     from mirror.entrypoints import EntryPointLike
+
+    _TextStreamHandler = logging.StreamHandler[TextIO]
+else:  # not subscriptable at run time before Python 3.11
+    _TextStreamHandler = logging.StreamHandler
 
 log = logging.getLogger("mirror")
 
@@ -98,21 +104,21 @@ def statefile_name(location: ConfigLocation | None) -> str:
     if config_dir == os.path.realpath(default_config_dir()):
         return STATEFILE_NAME
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", os.path.basename(config_dir)).strip("._") or "root"
-    digest = _sha256(config_dir.encode("utf-8", "surrogateescape")).hexdigest()[:8]
+    digest = _sha256_hex(config_dir.encode("utf-8", "surrogateescape"))[:8]
     return f"state-{name}-{digest}.json"
 
 
-def _sha256(data: bytes):  # type: ignore[no-untyped-def]
-    """hashlib's sha256 without importing hashlib, which maps OpenSSL's libcrypto (about
-    3.5 MB of the daemon's memory) for one digest at start."""
-    try:
-        from _sha2 import sha256  # Python 3.12+
-    except ImportError:
+def _sha256_hex(data: bytes) -> str:
+    """hashlib's sha256 hex digest of *data* without importing hashlib, which maps OpenSSL's
+    libcrypto (about 3.5 MB of the daemon's memory) for one digest at start."""
+    # By name: which private module exists depends on the Python version.
+    for module in ("_sha2", "_sha256", "hashlib"):  # 3.12+, up to 3.11, the fallback
         try:
-            from _sha256 import sha256  # up to 3.11
+            sha256 = importlib.import_module(module).sha256
         except ImportError:
-            from hashlib import sha256
-    return sha256(data)
+            continue
+        return str(sha256(data).hexdigest())
+    raise ImportError("no sha256")
 
 
 def _ensure_directory(path: str, what: str, hint: str) -> None:
@@ -166,7 +172,7 @@ def _user_and_group(options: DaemonOptions) -> tuple[pwd.struct_passwd | None, i
     return user, gid
 
 
-class SafeFileHandler(logging.StreamHandler):
+class SafeFileHandler(_TextStreamHandler):
     """The daemon's log: opened without following links, and reopened the same way when
     logrotate moves it (as logging.handlers.WatchedFileHandler does, whose module would cost
     the daemon pickle and more for this one class).
@@ -274,7 +280,7 @@ def _setup_logging(options: DaemonOptions,
     root.setLevel(LEVELS[options.level])
     # The format shows none of these; not gathering them for every record is the logging
     # HOWTO's "Optimization" advice, and a burst of starts writes hundreds of records.
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     path, fd = opened
     if not options.append:
@@ -481,7 +487,8 @@ def _import_detacher() -> Callable[[list[int]], None]:
         StartupError: python-daemon is not installed or cannot be imported.
     """
     try:
-        import daemon  # python-daemon
+        # python-daemon, which has no type information
+        import daemon  # type: ignore[import-untyped,import-not-found,unused-ignore]
     except ImportError as problem:
         raise StartupError(_("cannot import python-daemon, needed to detach: {reason} "
                              "(install it, or use -D)").format(reason=problem)) from None

@@ -21,9 +21,11 @@ Talking to the daemon
 
 What the daemon looks like
     :class:`Snapshot` (``host.snapshot()``) holds :class:`TaskView` and
-    :class:`QueueView` objects; a task's ``state`` is :data:`RUNNING`, :data:`IDLE` or
-    :data:`DISABLED`; a run's result is :data:`SUCCESS`, :data:`FAILED`,
-    :data:`TIMEOUT`, :data:`CANCELLED` or :data:`KILLED`.
+    :class:`QueueView` objects; a task's ``state`` is a :class:`TaskCondition`
+    (:data:`RUNNING`, :data:`IDLE` or :data:`DISABLED`); a run's result is a
+    :class:`RunResult` (:data:`SUCCESS`, :data:`FAILED`, :data:`TIMEOUT`, :data:`CANCELLED`
+    or :data:`KILLED`); a queue entry's kind is a :class:`QueueKind`. All three are strings
+    too: they compare equal to, and serialise as, their words.
 
 Events
     The classic ones (0.8.4's names; handlers get positional arguments):
@@ -64,13 +66,14 @@ from mirror.events import (
     TaskStartEvent,
     TaskStopEvent,
 )
-from mirror.history import CANCELLED, FAILED, KILLED, SUCCESS, TIMEOUT
+from mirror.history import CANCELLED, FAILED, KILLED, SUCCESS, TIMEOUT, RunResult
 from mirror.loopcalls import UNANSWERED, LoopClosed
 from mirror.pluginbase import PluginBase
 from mirror.pluginhost import HostAPI
 from mirror.plugininit import PluginInitBase
 from mirror.pluginsettings import Setting
 from mirror.policy import Conditions
+from mirror.taskqueue import QueueKind
 from mirror.values import (
     parse_absolute_path,
     parse_bool,
@@ -81,7 +84,7 @@ from mirror.values import (
     parse_ports,
     split_list,
 )
-from mirror.views import DISABLED, IDLE, RUNNING, QueueView, Snapshot, TaskView
+from mirror.views import DISABLED, IDLE, RUNNING, QueueView, Snapshot, TaskCondition, TaskView
 
 __all__ = [
     "CANCELLED",
@@ -103,14 +106,17 @@ __all__ = [
     "PluginBase",
     "PluginInitBase",
     "PreTaskStartEvent",
+    "QueueKind",
     "QueueView",
     "ReloadEvent",
     "RunFinishedEvent",
+    "RunResult",
     "RunSystemTaskEvent",
     "Setting",
     "Snapshot",
     "StopEvent",
     "SystemTaskInfo",
+    "TaskCondition",
     "TaskEnqueueEvent",
     "TaskSizeEvent",
     "TaskStartEvent",

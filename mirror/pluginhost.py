@@ -142,7 +142,10 @@ class HostAPI:
 class PluginHost:
     """The enabled plugins: their workers on the event bus, and their objects."""
 
-    def __init__(self, loop: LoopCaller, probe: SystemProbe, state_file: str) -> None:
+    def __init__(self, loop: LoopCaller, probe: SystemProbe, state_file: str,
+                 general: Callable[[], GeneralSettings] = GeneralSettings) -> None:
+        """*general* gives the current [general] settings (the daemon's core holds them;
+        a reload replaces them there in one step)."""
         self.bus = EventBus()
         self.state_file = os.path.abspath(state_file)
         self.state_directory = os.path.dirname(self.state_file)
@@ -150,16 +153,16 @@ class PluginHost:
         self._loop = loop
         self._probe = probe
         self._disablers: dict[str, Callable[[], object]] = {}  # by plugin name
-        self.general = GeneralSettings()  # the current [general], for HostAPI
+        self._general = general
 
-    def reconfigure(self, general: GeneralSettings) -> None:
-        """A reload applied a new [general] (loop thread; one atomic assignment)."""
-        self.general = general
+    @property
+    def general(self) -> GeneralSettings:
+        """The current [general] settings, for HostAPI."""
+        return self._general()
 
-    def load(self, sections: Mapping[str, PluginSection], general: GeneralSettings,
+    def load(self, sections: Mapping[str, PluginSection],
              entries: Iterable[EntryPointLike] | None = None) -> None:
         """Load, construct and enable every plugin not switched off in plugin.ini."""
-        self.general = general
         raw = {name: dict(section.raw) for name, section in sections.items()}
         for entry in discover() if entries is None else entries:
             section = sections.get(entry.name.lower())
@@ -182,10 +185,10 @@ class PluginHost:
                 for issue in issues.issues:
                     log.error("plugin %s not enabled: %s", entry.name, issue)
                 continue
-            self._enable(entry.name, cls, settings, raw, general)
+            self._enable(entry.name, cls, settings, raw)
 
     def _enable(self, name: str, cls: Any, settings: dict[str, Any],
-                raw: dict[str, dict[str, str]], general: GeneralSettings) -> None:
+                raw: dict[str, dict[str, str]]) -> None:
         # A worker that ends wakes the loop, which waits for the workers at stop.
         worker = PluginWorker(name, raw, on_exit=lambda: self._loop(lambda side: None))
         component.bind(worker, raw)

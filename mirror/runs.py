@@ -11,12 +11,37 @@ import os
 import shlex
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
+from typing import Any
 
 from mirror.durations import format_duration
+from mirror.history import RunResult
 from mirror.localzone import iso
 from mirror.task import Stage, TaskSpec
+from mirror.textenum import TextEnum
 
-MANUAL = "manual"
+
+class RunKind(TextEnum):
+    """Why a run started: its schedule, a retry after a failure, or an admin's ``--run``."""
+
+    RUN = "run"
+    RETRY = "retry"
+    MANUAL = "manual"
+
+
+class Ending(TextEnum):
+    """Why mirrord is ending a run (its processes get TERM, then KILL)."""
+
+    TIMEOUT = "timeout"  # the task's timeout passed
+    CANCELLED = "cancelled"  # an admin cancelled it
+    KILLED = "killed"  # mirrord is stopping
+
+    @property
+    def result(self) -> RunResult:
+        """The result a run ended this way has."""
+        return RunResult(self.value)
+
+
+MANUAL = RunKind.MANUAL
 
 
 @dataclass
@@ -24,21 +49,24 @@ class Run:
     """A task's run in progress."""
 
     task: TaskSpec
-    kind: str  # run, retry or manual
+    kind: RunKind
     plan: list[Stage]  # the run's stages, in order
     upstream: str | None
     upstream_index: int
     started: float  # epoch seconds
     log_path: str
+    # Set by the core: the stage running (or about to start), and why the run is being ended.
     stage: int = 1
-    pid: int | None = None  # of the current stage
+    ending: Ending | None = None
+    # Set by the daemon as it carries the run out.
+    pid: int | None = None  # of the current stage; None until it is spawned
     first_pid: int = 0  # of stage 1; 0 until it started
     stage_started: float = 0.0
-    ending: str | None = None  # timeout, cancelled or killed, once termination began
-    waiters: list = field(default_factory=list)
+    waiters: list[Any] = field(default_factory=list)  # control connections awaiting the end
 
     @property
     def stages(self) -> int:
+        """How many stages the run has."""
         return len(self.plan)
 
     @property
@@ -48,6 +76,7 @@ class Run:
 
     @property
     def argv(self) -> tuple[str, ...]:
+        """The current stage's argv."""
         return self.current.argv
 
 

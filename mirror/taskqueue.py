@@ -11,11 +11,25 @@ import heapq
 import itertools
 from typing import NamedTuple
 
-RUN = "run"
-RETRY = "retry"
-TIMEOUT = "timeout"
-SYSTEM = "system"
-KINDS = (RUN, RETRY, TIMEOUT, SYSTEM)
+from mirror.textenum import TextEnum
+
+
+class QueueKind(TextEnum):
+    """What a queue entry is due for."""
+
+    RUN = "run"  # a task's next scheduled (or delayed) start
+    RETRY = "retry"  # a failed run's retry
+    TIMEOUT = "timeout"  # a running task's time limit
+    SYSTEM = "system"  # an internal job, such as cleaning old logs
+
+
+# The names other modules import.
+RUN = QueueKind.RUN
+RETRY = QueueKind.RETRY
+TIMEOUT = QueueKind.TIMEOUT
+SYSTEM = QueueKind.SYSTEM
+KINDS = tuple(QueueKind)
+_KIND_BY_VALUE: dict[str, QueueKind] = {kind.value: kind for kind in QueueKind}
 
 
 class QueueEntry(NamedTuple):
@@ -24,7 +38,7 @@ class QueueEntry(NamedTuple):
     due: float
     priority: int
     seq: int
-    kind: str
+    kind: QueueKind
     name: str
 
 
@@ -33,27 +47,32 @@ class TaskQueue:
 
     def __init__(self) -> None:
         self._heap: list[QueueEntry] = []
-        self._live: dict[tuple[str, str], QueueEntry] = {}
+        self._live: dict[tuple[QueueKind, str], QueueEntry] = {}
         self._counter = itertools.count()
 
     def __len__(self) -> int:
         return len(self._live)
 
-    def push(self, due: float, priority: int, kind: str, name: str) -> QueueEntry:
-        """Queue *kind* for *name* at *due*, replacing any live entry of the same kind and name."""
-        if kind not in KINDS:
+    def push(self, due: float, priority: int, kind: QueueKind | str, name: str) -> QueueEntry:
+        """Queue *kind* for *name* at *due*, replacing any live entry of the same kind and name.
+
+        Raises:
+            ValueError: *kind* is not a QueueKind (nor one's value).
+        """
+        member = _KIND_BY_VALUE.get(kind)  # a dict look-up: QueueKind(kind) costs 10 times more
+        if member is None:
             raise ValueError(f"unknown queue entry kind {kind!r}")
-        entry = QueueEntry(due, priority, next(self._counter), kind, name)
-        self._live[(kind, name)] = entry
+        entry = QueueEntry(due, priority, next(self._counter), member, name)
+        self._live[(member, name)] = entry
         heapq.heappush(self._heap, entry)
         self._compact_if_sparse()
         return entry
 
-    def get(self, kind: str, name: str) -> QueueEntry | None:
+    def get(self, kind: QueueKind, name: str) -> QueueEntry | None:
         """The live entry of *kind* for *name*, if any."""
         return self._live.get((kind, name))
 
-    def cancel(self, kind: str, name: str) -> bool:
+    def cancel(self, kind: QueueKind, name: str) -> bool:
         """Drop the live entry of *kind* for *name*; tell whether there was one."""
         return self._live.pop((kind, name), None) is not None
 
@@ -78,7 +97,7 @@ class TaskQueue:
 
     def pop_due(self, now: float) -> list[QueueEntry]:
         """Remove and return every live entry due at or before *now*, in queue order."""
-        due = []
+        due: list[QueueEntry] = []
         while True:
             head = self.peek()
             if head is None or head.due > now:

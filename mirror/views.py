@@ -11,13 +11,23 @@ from dataclasses import dataclass
 from datetime import tzinfo
 
 from mirror.core import SchedulingCore
-from mirror.history import TaskHistory
-from mirror.runs import Run
-from mirror.taskqueue import RUN
+from mirror.history import RunResult, TaskHistory
+from mirror.taskqueue import QueueKind
+from mirror.textenum import TextEnum
 
-IDLE = "idle"
-RUNNING = "running"
-DISABLED = "disabled"
+
+class TaskCondition(TextEnum):
+    """What a task is doing, as clients and plugins are shown it."""
+
+    RUNNING = "running"  # a run is in progress
+    IDLE = "idle"  # enabled, waiting for its next run
+    DISABLED = "disabled"  # enabled = no (it runs only when asked to)
+
+
+# The names other modules import.
+IDLE = TaskCondition.IDLE
+RUNNING = TaskCondition.RUNNING
+DISABLED = TaskCondition.DISABLED
 
 
 @dataclass(frozen=True)
@@ -27,7 +37,7 @@ class TaskView:
     name: str
     type: str
     enabled: bool
-    state: str  # running, idle or disabled
+    state: TaskCondition
     upstreams: tuple[str, ...]
     upstream: str | None  # of the current run, else of the last one
     localdir: str | None
@@ -41,7 +51,7 @@ class TaskView:
     last_end: float | None
     last_success: float | None
     duration: float | None
-    result: str | None
+    result: RunResult | None
     exit_code: int | None
     signal: str | None
     consecutive_failures: int
@@ -60,7 +70,7 @@ class QueueView:
     """One queue entry: run, retry, timeout or system."""
 
     name: str
-    kind: str
+    kind: QueueKind
     due: float
     priority: int
 
@@ -81,17 +91,20 @@ class Snapshot:
         return next((task for task in self.tasks if task.name == name), None)
 
 
-def task_view(name: str, core: SchedulingCore, runs: Mapping[str, Run],
-              states: Mapping[str, TaskHistory]) -> TaskView:
+def task_view(name: str, core: SchedulingCore, states: Mapping[str, TaskHistory]) -> TaskView:
     """Task *name* (configured, or removed by a reload but still running) as of now.
+
+    Args:
+        name: the task.
+        core: where the task, its run in progress and its next run are.
+        states: each task's history.
 
     Raises:
         KeyError: no such task.
     """
-    spec = core.tasks.get(name) or core.retired[name]
-    run = runs.get(name)
+    spec = core.spec(name)
+    run = core.run_of(name)
     state = states.get(name) or TaskHistory()
-    next_run = core.queue.get(RUN, name)
     condition = RUNNING if run else (IDLE if spec.enabled else DISABLED)
     return TaskView(
         name=name, type=spec.type, enabled=spec.enabled, state=condition,
@@ -104,14 +117,18 @@ def task_view(name: str, core: SchedulingCore, runs: Mapping[str, Run],
         result=state.result, exit_code=state.exit_code, signal=state.signal,
         consecutive_failures=state.consecutive_failures,
         failures_total=state.failures_total, size=state.size,
-        next_run=next_run.due if next_run else None)
+        next_run=core.next_run(name))
 
 
-def take_snapshot(core: SchedulingCore, runs: Mapping[str, Run], states: Mapping[str, TaskHistory],
-                  zone: tzinfo, now: float) -> Snapshot:
-    """Copy what plugins may see. Loop thread only."""
-    tasks = tuple(task_view(name, core, runs, states)
-                  for name in sorted({*core.tasks, *core.retired}))
-    queue = tuple(QueueView(entry.name, entry.kind, entry.due, entry.priority)
-                  for entry in core.queue.entries())
-    return Snapshot(now, zone, tasks, queue, core.general.logdir, core.general.emails)
+def take_snapshot(core: SchedulingCore, states: Mapping[str, TaskHistory], zone: tzinfo,
+                  now: float) -> Snapshot:
+    """Copy what plugins may see, as of *now*. Loop thread only."""
+    tasks = tuple(task_view(name, core, states) for name in sorted(core.known_names()))
+    return Snapshot(now, zone, tasks, queue_views(core), core.general.logdir,
+                    core.general.emails)
+
+
+def queue_views(core: SchedulingCore) -> tuple[QueueView, ...]:
+    """The queue, in due order."""
+    return tuple(QueueView(entry.name, entry.kind, entry.due, entry.priority)
+                 for entry in core.entries())

@@ -13,6 +13,7 @@ from mirror.config import load_config
 from mirror.daemon import DaemonPaths, MirrorDaemon
 from mirror.history import FAILED, SUCCESS
 from mirror.locations import locate_config
+from mirror.runs import RunKind
 from test.integration.conftest import general, wait_for
 
 DUE = 1_800_000_000.0  # a whole minute (epoch seconds)
@@ -51,8 +52,8 @@ def test_a_burst_starts_every_task_and_records_every_end(tmp_path):
     daemon, _clock = burst_daemon(tmp_path, sections)
     script.unlink()
     daemon._scheduling_pass()
-    assert daemon.launcher.pending == 0
-    assert daemon.launcher._thread is not None, "the burst did not go through the launcher"
+    assert daemon.runner.pending == 0
+    assert daemon.runner.launcher._thread is not None, "the burst did not go through the launcher"
     # Every started run has its pid once the pass is over.
     assert all(run.pid is not None for run in daemon.runs.values())
     finish_runs(daemon)
@@ -70,8 +71,9 @@ def test_an_exit_reaped_before_its_launch_is_collected_is_not_lost(tmp_path):
         tmp_path, "[quick]\ntype = simple\ncommand = /bin/true\ntime = * * * * *\n")
     # What the scheduling pass does, with a pause where a busy pass may be: the child has
     # exited and is reaped before the loop collected the pid of its launch.
-    daemon._launching = daemon.launcher
-    daemon._start("quick", "run")
+    daemon._launching = True
+    daemon.core.start_now("quick", DUE)
+    daemon._start("quick", RunKind.RUN)
     time.sleep(0.3)
     daemon.handle_sigchld()
     assert daemon.states["quick"].result is None and daemon._early_exits

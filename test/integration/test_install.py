@@ -55,6 +55,7 @@ def test_the_wheel_holds_the_catalogs_and_the_data_files(built):
             assert archive.read(data + installed) == (ROOT / source).read_bytes()
         assert CATALOG in names
         assert "mirror/plugins/slatefish/page.py" in names
+        assert "mirror/kinds/command.py" in names and "mirror/py.typed" in names
         entry_points = archive.read(
             f"mirror-{mirror.__version__}.dist-info/entry_points.txt").decode()
     assert "[mirror.plugin.mirrorplugin]" in entry_points and "SlateFish" in entry_points

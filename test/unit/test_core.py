@@ -10,6 +10,8 @@ import pytest
 
 from mirror.core import DELAY, EXPIRE, SKIP, START, SYSTEM_DUE, WAIT, SchedulingCore
 from mirror.cron import CronSchedule
+from mirror.kinds.rsync import RsyncOptions
+from mirror.kinds.simple import SimpleOptions
 from mirror.policy import Conditions
 from mirror.task import GeneralSettings, TaskSpec
 from mirror.taskqueue import RETRY, RUN
@@ -23,8 +25,8 @@ END = "end"
 
 
 def task(name: str, time: str, **overrides) -> TaskSpec:
-    values = dict(name=name, type="simple", enabled=True, time=time,
-                  schedule=CronSchedule.parse(time), command="/bin/true")
+    values = dict(name=name, enabled=True, time=time, schedule=CronSchedule.parse(time),
+                  options=SimpleOptions(command="/bin/true"))
     values.update(overrides)
     return TaskSpec(**values)
 
@@ -449,3 +451,53 @@ def test_one_localdir_that_now_resolves_elsewhere_is_shown_with_both_real_paths(
         core.start_now("y", T0)
     assert str(raised.value) == ("x is running and writes /srv/link (→ /srv/a), which contains "
                                  "the localdir /srv/link (→ /srv/a/b)")
+
+
+def test_a_run_plans_from_its_history_and_its_end_decides_counters_upstream_and_retry():
+    from mirror.core import NextStage, RunEnd
+    from mirror.history import RunResult, TaskHistory
+    from mirror.runs import Ending, RunKind
+
+    histories = {"m": TaskHistory(upstream_index=3, consecutive_failures=2, failures_total=5)}
+    mirrors = ("a.example", "b.example")
+    options = RsyncOptions(command="/usr/bin/rsync", rsyncdir="/", twostage=True,
+                           firststage="pool")
+    core = SchedulingCore([task("m", "0 * * * *", options=options, upstreams=mirrors,
+                                localdir="/srv/m", autoretry=600)],
+                          GeneralSettings(logdir="/logs"), ZONE, T0, histories=histories)
+    core.start_now("m", T0)
+    run = core.run_started("m", RunKind.MANUAL, T0)
+    assert (run.upstream, run.upstream_index, run.stages) == ("b.example", 1, 2)
+    assert run.log_path == "/logs/m.log.2026-07-01"
+    with pytest.raises(KeyError):
+        core.run_started("m", RunKind.MANUAL, T0)  # begun already
+    decision = core.stage_ended("m", 0, T0 + 10)
+    assert isinstance(decision, NextStage) and decision.run.stage == 2
+    end = core.stage_ended("m", 23, T0 + 20)
+    assert isinstance(end, RunEnd) and end.result is RunResult.FAILED
+    assert (end.previous_failures, end.consecutive_failures, end.failures_total) == (2, 3, 6)
+    assert (end.upstream_index, end.retry_at, end.duration, end.forget) == (0, T0 + 620, 20, False)
+    assert "m" not in core.running
+
+    histories["m"] = TaskHistory(upstream_index=0, consecutive_failures=3, failures_total=6)
+    core.start_now("m", T0 + 30)
+    core.run_started("m", RunKind.MANUAL, T0 + 30)
+    assert core.end_requested("m", Ending.CANCELLED) is not None
+    core.end_requested("m", Ending.TIMEOUT)  # the first reason stays
+    end = core.stage_ended("m", None, T0 + 40)
+    assert end.result is RunResult.CANCELLED and end.retry_at is None
+    assert (end.consecutive_failures, end.failures_total, end.upstream_index) == (3, 6, 0)
+    assert core.queue.get(RETRY, "m") is None  # the earlier retry went with the new run
+
+    core.start_now("m", T0 + 50)
+    core.run_started("m", RunKind.MANUAL, T0 + 50)
+    assert core.stage_not_started("m", T0 + 51).result is RunResult.FAILED
+
+
+def test_a_system_entry_is_queued_again_by_the_core_when_due():
+    core = SchedulingCore([], GeneralSettings(), ZONE, T0)
+    core.add_system_entry("logclean", CronSchedule.parse("30 3 * * *"), 1, T0)
+    assert [(entry.name, entry.due) for entry in core.entries()] == [("logclean", T0 + 3.5 * HOUR)]
+    [decision] = list(core.due(T0 + 3.5 * HOUR, QUIET))
+    assert decision.action == SYSTEM_DUE and decision.system.schedule.expression == "30 3 * * *"
+    assert [entry.due for entry in core.entries()] == [T0 + 27.5 * HOUR]

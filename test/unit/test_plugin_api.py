@@ -157,9 +157,8 @@ def load(directory: Path, caplog: pytest.LogCaptureFixture, **entries: str) -> P
     """A real PluginHost that has loaded *entries* (name = module:attribute)."""
     host = PluginHost(loop, Probe(), str(directory / "state.json"))  # type: ignore[arg-type]
     caplog.set_level(logging.INFO, logger="mirror.pluginhost")
-    from mirror.task import GeneralSettings
 
-    host.load({}, GeneralSettings(), [EntryPoint(name, value, ENTRY_POINT_GROUP)
+    host.load({}, [EntryPoint(name, value, ENTRY_POINT_GROUP)
                                       for name, value in entries.items()])
     return host
 
@@ -289,7 +288,7 @@ def test_the_control_reply_and_the_api_give_each_task_the_same_object():
     assert list(reply["tasks"]) == [task["name"] for task in document["tasks"]]  # type: ignore
     assert list(reply["tasks"].values()) == document["tasks"]  # type: ignore[attr-defined]
     assert run_reply(SNAPSHOT.tasks[0], SNAPSHOT.zone) == {"ok": True, **document["tasks"][0]}  # type: ignore[index,dict-item]
-    assert queue_reply(SNAPSHOT) == {"ok": True, "queue": document["queue"]}
+    assert queue_reply(SNAPSHOT.queue, SNAPSHOT.zone) == {"ok": True, "queue": document["queue"]}
 
 
 def test_state_means_the_task_view_state_and_jobs_status_the_tunasync_word():

@@ -71,8 +71,8 @@ SCRIPT = textwrap.dedent("""
         port = free.getsockname()[1]
     builtin = [entry for entry in discover() if entry.value.startswith("mirror.plugins.")]
     sections = {"slatefish": PluginSection("slatefish", 1, {"listen": f"127.0.0.1:{port}"})}
-    host = PluginHost(loop, Probe(), STATE + '/state.json')
-    host.load(sections, GeneralSettings(), builtin)
+    host = PluginHost(loop, Probe(), STATE + '/state.json', GeneralSettings)
+    host.load(sections, builtin)
     report = {"enabled": sorted(host.plugins), "idle": loaded()}
 
     def get(path):  # raw bytes: urllib would import ssl and hashlib itself
