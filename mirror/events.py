@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import ClassVar
 
+from mirror.history import RunResult
+
 
 @dataclass(frozen=True)
 class MirrorEvent:
@@ -109,7 +111,7 @@ class RunFinishedEvent(MirrorEvent):
 
     taskname: str
     kind: str  # run, retry or manual
-    result: str
+    result: RunResult
     exit_code: int | None
     signal: str | None
     started: float

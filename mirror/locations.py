@@ -6,6 +6,7 @@ Kept free of heavy imports, so that client commands such as ``mirrord -t`` start
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,9 +26,10 @@ class ConfigLocation:
     plugin_ini: Path
 
 
-def default_config_dir(environ: dict[str, str] | None = None) -> Path:
+def default_config_dir(environ: Mapping[str, str] | None = None) -> Path:
     """``/etc/mirror`` if it exists, else ``$XDG_CONFIG_HOME/mirror`` (``~/.config/mirror``)."""
-    environ = os.environ if environ is None else environ
+    if environ is None:
+        environ = os.environ
     if os.path.isdir(SYSTEM_CONFIG_DIR):
         return Path(SYSTEM_CONFIG_DIR)
     base = environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")

@@ -26,7 +26,7 @@ class PluginBase:
     """
 
     enabled: ClassVar[bool] = True
-    SETTINGS: ClassVar[tuple[Setting, ...]] = ()
+    SETTINGS: ClassVar[tuple[Setting[Any], ...]] = ()
 
     def __init__(self, name: str) -> None:
         self.name = name

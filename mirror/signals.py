@@ -34,7 +34,7 @@ class SignalPipe:
 
     def drain(self) -> list[int]:
         """The signal numbers received since the last call, in arrival order."""
-        received = []
+        received: list[int] = []
         while True:
             try:
                 data = os.read(self.read_fd, 512)

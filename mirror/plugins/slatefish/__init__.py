@@ -14,7 +14,7 @@ of each document, at the first request for it (see
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from mirror.plugin import PluginBase, ReloadEvent, Setting
 from mirror.plugins.slatefish.listen import Address, address_text, parse_listen
@@ -33,7 +33,7 @@ __all__ = ["SlateFish"]
 class SlateFish(PluginBase):
     """The status page plugin. Settings: ``listen`` (HOST:PORT)."""
 
-    SETTINGS: ClassVar[tuple[Setting, ...]] = (
+    SETTINGS: ClassVar[tuple[Setting[Any], ...]] = (
         Setting("listen", parse_listen, DEFAULT_LISTEN,
                 "HOST:PORT to serve on, e.g. 127.0.0.1:8000, 0.0.0.0:8000 or [::1]:8000"),
     )
