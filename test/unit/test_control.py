@@ -342,12 +342,9 @@ def test_a_request_line_must_come_within_the_request_timeout(harness):
 def test_a_request_sent_while_the_loop_was_busy_is_answered_not_expired(harness):
     loop = harness(request_timeout=10.0)
     start = loop.clock.now
-    loop.pump()
-    client = loop.connect()
-    loop.pump()  # accepted: its deadline runs from now
+    client, partial = loop.connect(), loop.connect()
+    loop.pump()  # accepted: their deadlines run from now
     client.sendall(b'{"command": "queue"}\n')
-    partial = loop.connect()
-    loop.pump()
     partial.sendall(b'{"command": "que')
     # The loop was busy for 30 s (a reload of many tasks, say) and did not read them.
     loop.clock.now = start + 30.0
