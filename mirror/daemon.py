@@ -304,8 +304,11 @@ class MirrorDaemon:
                     self._announce_queued([decision.name])
         finally:
             while self.launcher.pending:
-                self._collect_launches(wait=True)
+                # The loop decides faster than the launcher spawns: while the rest of a burst
+                # starts, ends are still reaped every BURST_REAP_SECONDS.
+                self._collect_launches(wait=BURST_REAP_SECONDS)
                 self.handle_sigchld()
+                self._flush_state_when_due()
             self._launching = self._made_directories = None
             for pid, status in self._early_exits.items():  # not runs, after all
                 log.debug("reaped process %d (%s), not a run", pid, describe_status(status)[2])
@@ -316,7 +319,7 @@ class MirrorDaemon:
             if any(isinstance(event, TaskStartEvent) for event in held):
                 self.systemd.status(self._status_line())
 
-    def _collect_launches(self, wait: bool = False) -> None:
+    def _collect_launches(self, wait: float = 0.0) -> None:
         for run, launched in self.launcher.collect(wait):
             self._stage_launched(run, launched)
 

@@ -9,8 +9,9 @@ overlaps the spawns instead of adding to them.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
-from queue import SimpleQueue
+from queue import Empty, SimpleQueue
 from typing import Generic, TypeVar
 
 from mirror.process import spawn
@@ -65,11 +66,16 @@ class Launcher(Generic[Key]):
         self.pending += 1
         self._jobs.put((key, job))
 
-    def collect(self, wait: bool = False) -> list[tuple[Key, Launched]]:
-        """The outcomes ready now; with *wait*, every pending one (blocking until done)."""
+    def collect(self, wait: float = 0.0) -> list[tuple[Key, Launched]]:
+        """The outcomes ready now, and those that come within *wait* seconds (it returns
+        early once none is pending)."""
         outcomes = []
-        while self.pending and (wait or not self._done.empty()):
-            outcomes.append(self._done.get())
+        deadline = time.monotonic() + wait
+        while self.pending:
+            try:
+                outcomes.append(self._done.get(timeout=max(0.0, deadline - time.monotonic())))
+            except Empty:
+                break
             self.pending -= 1
         return outcomes
 

@@ -75,5 +75,5 @@ def test_an_exit_reaped_before_its_launch_is_collected_is_not_lost(tmp_path):
     time.sleep(0.3)
     daemon.handle_sigchld()
     assert daemon.states["quick"].result is None and daemon._early_exits
-    daemon._collect_launches(wait=True)
+    daemon._collect_launches(wait=5.0)
     assert daemon.states["quick"].result == SUCCESS and not daemon.runs
