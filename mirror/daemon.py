@@ -37,11 +37,10 @@ from mirror.events import (
     TaskStopEvent,
 )
 from mirror.i18n import _
-from mirror.launcher import Launch, Launched, Launcher, launch
 from mirror.locations import ConfigLocation
 from mirror.loopcalls import LoopCalls
 from mirror.pluginhost import PluginHost
-from mirror.process import describe_status, group_alive, reap, signal_group
+from mirror.process import describe_status, group_alive, reap, signal_group, spawn
 from mirror.runs import (
     MANUAL,
     Run,
@@ -126,9 +125,6 @@ class MirrorDaemon:
         self.systemd = SystemdNotifier()
         self._state_flush_at: float | None = None  # monotonic; None when nothing is unsaved
         self._held_events: list[MirrorEvent] | None = None  # during a scheduling pass
-        self.launcher: Launcher[Run] = Launcher()
-        self._launching: Launcher[Run] | None = None  # the launcher, during a scheduling pass
-        self._early_exits: dict[int, int] = {}  # pid → wait status, reaped before collected
         self._made_directories: set[str] | None = None  # during a scheduling pass
         # The children's environment (after the switch of users and without NOTIFY_SOCKET),
         # as a plain dict: posix_spawn would otherwise walk os.environ in Python for every
@@ -263,9 +259,6 @@ class MirrorDaemon:
         """Reap every exited child; pids that are not runs (adopted orphans) are logged."""
         for pid, status in reap():
             name = self.pids.pop(pid, None)
-            if name is None and self._launching is not None and self._launching.pending:
-                self._early_exits[pid] = status  # perhaps a launch not yet collected
-                continue
             if name is None:
                 log.debug("reaped process %d (%s), not a run", pid, describe_status(status)[2])
                 continue
@@ -280,14 +273,12 @@ class MirrorDaemon:
         # A burst starts its children first: the plugins hear of them after the pass, so
         # their threads do not compete with the spawns for the interpreter.
         self._held_events = []
-        self._launching = self.launcher
         self._made_directories = set()
         reaped_at = self.monotonic()
         try:
             for decision in self.core.due(self.wall(), conditions):
                 if decision.action == START:
                     self._start(decision.name, decision.kind)
-                    self._collect_launches()
                     # A burst of starts takes seconds; reap and save as it goes, so that a
                     # run's end is recorded, and written, when it happens, not after the burst.
                     if self.monotonic() - reaped_at >= BURST_REAP_SECONDS:
@@ -303,25 +294,12 @@ class MirrorDaemon:
                 if decision.action in (START, SKIP, DELAY):
                     self._announce_queued([decision.name])
         finally:
-            while self.launcher.pending:
-                # The loop decides faster than the launcher spawns: while the rest of a burst
-                # starts, ends are still reaped every BURST_REAP_SECONDS.
-                self._collect_launches(wait=BURST_REAP_SECONDS)
-                self.handle_sigchld()
-                self._flush_state_when_due()
-            self._launching = self._made_directories = None
-            for pid, status in self._early_exits.items():  # not runs, after all
-                log.debug("reaped process %d (%s), not a run", pid, describe_status(status)[2])
-            self._early_exits.clear()
+            self._made_directories = None
             held, self._held_events = self._held_events, None
             for event in held:
                 self.plugins.emit(event)
             if any(isinstance(event, TaskStartEvent) for event in held):
                 self.systemd.status(self._status_line())
-
-    def _collect_launches(self, wait: float = 0.0) -> None:
-        for run, launched in self.launcher.collect(wait):
-            self._stage_launched(run, launched)
 
     def _run_system_entry(self, name: str, due: float) -> None:
         entry = self.system_entries.get(name)
@@ -384,7 +362,7 @@ class MirrorDaemon:
                                                             running=len(self.runs))
 
     def _spawn_stage(self, run: Run) -> None:
-        """Start *run*'s current stage: at once, or through the launcher during a burst."""
+        """Start *run*'s current stage: its directories, the log's header line, the child."""
         now = self.wall()
         run.stage_started = now
         self.states[run.task.name].stage = run.stage
@@ -399,11 +377,20 @@ class MirrorDaemon:
                                       f"{problem}\n")
             self._finish(run, FAILED, None, None)
             return
-        job = Launch(run.argv, run.log_path, self.child_environ)
-        if self._launching is not None:
-            self._launching.submit(run, job)
-        else:
-            self._stage_launched(run, launch(job))
+        try:
+            run.pid = spawn(run.argv, run.log_path, self.child_environ)
+        except OSError as problem:
+            message = f"cannot run {run.argv[0]}: {problem.strerror or problem}"
+            append_line(run.log_path, f"=== mirrord: {message}\n")
+            log.error("%s: %s", run.task.name, message)
+            self._finish(run, FAILED, None, None)
+            return
+        self.pids[run.pid] = run.task.name
+        log.info("%s: stage %d/%d started (%s%s), pid %d", run.task.name, run.stage, run.stages,
+                 run.kind, f", upstream {run.upstream}" if run.upstream else "", run.pid)
+        if run.stage == 1:
+            run.first_pid = run.pid
+            self.emit(TaskStartEvent(run.task.name, run.pid))
 
     def _make_directory(self, path: str) -> None:
         """Create *path* if missing; during a scheduling pass, once (a burst shares a logdir).
@@ -416,25 +403,6 @@ class MirrorDaemon:
         os.makedirs(path, exist_ok=True)
         if self._made_directories is not None:
             self._made_directories.add(path)
-
-    def _stage_launched(self, run: Run, launched: Launched) -> None:
-        if launched.error is not None:
-            message = f"cannot run {run.argv[0]}: {launched.error.strerror or launched.error}"
-            append_line(run.log_path, f"=== mirrord: {message}\n")
-            log.error("%s: %s", run.task.name, message)
-            self._finish(run, FAILED, None, None)
-            return
-        assert launched.pid is not None
-        run.pid = launched.pid
-        self.pids[run.pid] = run.task.name
-        log.info("%s: stage %d/%d started (%s%s), pid %d", run.task.name, run.stage, run.stages,
-                 run.kind, f", upstream {run.upstream}" if run.upstream else "", run.pid)
-        if run.stage == 1:
-            run.first_pid = run.pid
-            self.emit(TaskStartEvent(run.task.name, run.pid))
-        status = self._early_exits.pop(run.pid, None)
-        if status is not None:  # reaped before its launch was collected
-            self._stage_ended(run, status)
 
     def _stage_ended(self, run: Run, status: int) -> None:
         code, signum, outcome = describe_status(status)
