@@ -200,6 +200,10 @@ class Connection:
             return None
         return data
 
+    def read_pending(self) -> None:
+        """Read what the client has sent, as when the socket is readable; never blocks."""
+        self._on_readable(selectors.EVENT_READ)
+
     def _on_readable(self, _mask: int) -> None:
         data = self._receive()
         if data is None:
@@ -426,6 +430,14 @@ class ControlServer:
         """
         overdue = [connection for connection in self.connections
                    if connection.deadline is not None and connection.deadline <= now]
+        for connection in overdue:
+            if connection.phase == READING:
+                # What the client sent while the loop was busy (a long reload, say) is read
+                # first: only a client that has not sent its request is too slow.
+                connection.read_pending()
+        overdue = [connection for connection in overdue
+                   if not connection.closed and connection.phase != WAITING
+                   and connection.deadline is not None and connection.deadline <= now]
         silent = sum(1 for connection in overdue if connection.phase == READING)
         for connection in overdue:
             connection.close()

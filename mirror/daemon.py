@@ -43,12 +43,11 @@ from mirror.events import (
 )
 from mirror.history import HistoryStore, RunResult, TaskHistory, exit_status
 from mirror.i18n import _
-from mirror.launcher import Launch, Launched
 from mirror.locations import ConfigLocation
 from mirror.loopcalls import LoopCalls, LoopFunction, T
 from mirror.pluginhost import PluginHost
 from mirror.process import describe_status
-from mirror.runner import ProcessRunner, Runner
+from mirror.runner import Launch, Launched, ProcessRunner, Runner
 from mirror.runs import Ending, Run, RunKind, append_line, footer_line, header_line, write_log
 from mirror.sdnotify import SystemdNotifier
 from mirror.sysinfo import SystemProbe
@@ -125,8 +124,6 @@ class MirrorDaemon:
         self.systemd = SystemdNotifier()
         self._state_flush_at: float | None = None  # monotonic; None when nothing is unsaved
         self._held_events: list[MirrorEvent] | None = None  # during a scheduling pass
-        self._launching = False  # during a scheduling pass: spawns go through runner.submit
-        self._early_exits: dict[int, int] = {}  # pid → wait status, reaped before collected
         self._made_directories: set[str] | None = None  # during a scheduling pass
         # The children's environment (after the switch of users and without NOTIFY_SOCKET),
         # as a plain dict: posix_spawn would otherwise walk os.environ in Python for every
@@ -280,9 +277,6 @@ class MirrorDaemon:
         """Reap every exited child; pids that are not runs (adopted orphans) are logged."""
         for pid, status in self.runner.reap():
             name = self.pids.pop(pid, None)
-            if name is None and self._launching and self.runner.pending:
-                self._early_exits[pid] = status  # perhaps a launch not yet collected
-                continue
             if name is None:
                 log.debug("reaped process %d (%s), not a run", pid, describe_status(status)[2])
                 continue
@@ -299,14 +293,12 @@ class MirrorDaemon:
         # A burst starts its children first: the plugins hear of them after the pass, so
         # their threads do not compete with the spawns for the interpreter.
         self._held_events = []
-        self._launching = True
         self._made_directories = set()
         reaped_at = self.monotonic()
         try:
             for decision in self.core.due(self.wall(), conditions):
                 if decision.action is Action.START:
                     self._start(decision.name, RunKind(decision.kind.value))
-                    self._collect_launches()
                     # A burst of starts takes seconds; reap and save as it goes, so that a
                     # run's end is recorded, and written, when it happens, not after the burst.
                     if self.monotonic() - reaped_at >= BURST_REAP_SECONDS:
@@ -326,23 +318,12 @@ class MirrorDaemon:
                 if decision.action in (Action.START, Action.SKIP, Action.DELAY):
                     self._announce_queued([decision.name])
         finally:
-            while self.runner.pending:
-                self._collect_launches(wait=True)
-                self.handle_sigchld()
-            self._launching = False
             self._made_directories = None
-            for pid, status in self._early_exits.items():  # not runs, after all
-                log.debug("reaped process %d (%s), not a run", pid, describe_status(status)[2])
-            self._early_exits.clear()
             held, self._held_events = self._held_events, None
             for event in held:
                 self.plugins.emit(event)
             if any(isinstance(event, TaskStartEvent) for event in held):
                 self.systemd.status(self._status_line())
-
-    def _collect_launches(self, wait: bool = False) -> None:
-        for run, launched in self.runner.collect(wait):
-            self._stage_launched(run, launched)
 
     def add_system_entry(self, name: str, schedule: CronSchedule, priority: int) -> None:
         """Queue system entry *name* on *schedule* (for plugins; loop thread)."""
@@ -389,7 +370,7 @@ class MirrorDaemon:
                                                             running=len(self.core.running))
 
     def _spawn_stage(self, run: Run) -> None:
-        """Start *run*'s current stage: at once, or (during a burst) through runner.submit."""
+        """Start *run*'s current stage: its directories, the log's header line, the child."""
         now = self.wall()
         run.stage_started = now
         self.states[run.task.name].stage = run.stage
@@ -407,11 +388,8 @@ class MirrorDaemon:
         environ = self.child_environ
         if run.current.environ:
             environ = {**environ, **run.current.environ}
-        job = Launch(list(run.argv), run.log_path, environ)
-        if self._launching:
-            self.runner.submit(run, job)
-        else:
-            self._stage_launched(run, self.runner.spawn(job))
+        self._stage_launched(run, self.runner.spawn(Launch(list(run.argv), run.log_path,
+                                                           environ)))
 
     def _make_directory(self, path: str) -> None:
         """Create *path* if missing; during a scheduling pass, once (a burst shares a logdir).
@@ -440,9 +418,6 @@ class MirrorDaemon:
         if run.stage == 1:
             run.first_pid = run.pid
             self.emit(TaskStartEvent(run.task.name, run.pid))
-        status = self._early_exits.pop(run.pid, None)
-        if status is not None:  # reaped before its launch was collected
-            self._stage_ended(run, status)
 
     def _stage_ended(self, run: Run, status: int) -> None:
         code, signum, outcome = describe_status(status)

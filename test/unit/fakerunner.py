@@ -12,8 +12,7 @@ import errno
 import signal
 from dataclasses import dataclass, field
 
-from mirror.launcher import Launch, Launched
-from mirror.runs import Run
+from mirror.runner import Launch, Launched
 
 
 @dataclass
@@ -38,13 +37,8 @@ class FakeRunner:
         self.missing: set[str] = set()  # argv[0] values that "do not exist"
         self.stubborn: set[str] = set()  # log paths whose processes ignore SIGTERM
         self._next_pid = 1000
-        self._submitted: list[tuple[Run, Launch]] = []
 
     # --- the Runner protocol ---
-
-    @property
-    def pending(self) -> int:
-        return len(self._submitted)
 
     def spawn(self, job: Launch) -> Launched:
         if job.argv[0] in self.missing:
@@ -54,14 +48,6 @@ class FakeRunner:
         self.processes[pid] = FakeProcess(pid, tuple(job.argv), dict(job.environ),
                                           job.log_path, stubborn=job.log_path in self.stubborn)
         return Launched(pid=pid)
-
-    def submit(self, run: Run, job: Launch) -> None:
-        self._submitted.append((run, job))
-
-    def collect(self, wait: bool = False) -> list[tuple[Run, Launched]]:
-        outcomes = [(run, self.spawn(job)) for run, job in self._submitted]
-        self._submitted.clear()
-        return outcomes
 
     def signal_group(self, pgid: int, signum: int) -> bool:
         process = self.processes.get(pgid)

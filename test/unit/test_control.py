@@ -339,6 +339,22 @@ def test_a_request_line_must_come_within_the_request_timeout(harness):
     assert read_all(silent) == (b"", True) and read_all(slow) == (b"", True)
 
 
+def test_a_request_sent_while_the_loop_was_busy_is_answered_not_expired(harness):
+    loop = harness(request_timeout=10.0)
+    start = loop.clock.now
+    client, partial = loop.connect(), loop.connect()
+    loop.pump()  # accepted: their deadlines run from now
+    client.sendall(b'{"command": "queue"}\n')
+    partial.sendall(b'{"command": "que')
+    # The loop was busy for 30 s (a reload of many tasks, say) and did not read them.
+    loop.clock.now = start + 30.0
+    loop.server.expire(loop.clock.now)
+    data, closed = read_all(client)
+    assert closed and json.loads(data)["echo"] == {"command": "queue"}
+    assert read_all(partial) == (b"", True)  # its request was not whole: too slow
+    assert loop.server.connections == set()
+
+
 def test_a_reply_must_be_read_within_the_write_timeout(harness):
     loop = harness(write_timeout=10.0)
     loop.status_size = 4 * 1024 * 1024  # far more than the kernel's socket buffers take
