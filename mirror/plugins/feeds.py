@@ -10,10 +10,19 @@ from __future__ import annotations
 
 from datetime import datetime, tzinfo
 
-from mirror.history import CANCELLED, FAILED, KILLED, SUCCESS, TIMEOUT
 from mirror.history import exit_status as state_exit_status
 from mirror.kinds import result_message as exit_code_message
-from mirror.views import DISABLED, RUNNING, Snapshot, TaskView
+from mirror.plugin import (
+    CANCELLED,
+    DISABLED,
+    FAILED,
+    KILLED,
+    RUNNING,
+    SUCCESS,
+    TIMEOUT,
+    Snapshot,
+    TaskView,
+)
 
 # 0.8.4's status codes.
 STATUS_INITIAL = 0
