@@ -7,7 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from mirror.state import FAILED, SUCCESS
+from mirror.history import FAILED, SUCCESS
 
 from mirror.config import load_config
 from mirror.daemon import DaemonPaths, MirrorDaemon
