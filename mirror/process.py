@@ -12,6 +12,7 @@ import ctypes
 import logging
 import os
 import signal
+from collections.abc import Mapping
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +32,7 @@ def become_subreaper() -> bool:
         return False
 
 
-def spawn(argv: list[str], log_path: str, environ: dict[str, str] | None = None) -> int:
+def spawn(argv: list[str], log_path: str, environ: Mapping[str, str] | None = None) -> int:
     """Start *argv* in a new session, stdin from /dev/null, stdout and stderr appended to
     *log_path*.
 

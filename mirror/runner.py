@@ -52,7 +52,7 @@ class ProcessRunner:
 
     def spawn(self, job: Launch) -> Launched:
         try:
-            return Launched(pid=process.spawn(job.argv, job.log_path, dict(job.environ)))
+            return Launched(pid=process.spawn(job.argv, job.log_path, job.environ))
         except OSError as problem:
             return Launched(error=problem)
 

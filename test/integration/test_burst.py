@@ -7,10 +7,9 @@ from __future__ import annotations
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from mirror.history import FAILED, SUCCESS
-
 from mirror.config import load_config
 from mirror.daemon import DaemonPaths, MirrorDaemon
+from mirror.history import FAILED, SUCCESS
 from mirror.locations import locate_config
 from test.integration.conftest import general, wait_for
 
