@@ -388,6 +388,7 @@ def run_daemon(location: ConfigLocation, config: MirrorConfig, options: DaemonOp
     _ensure_directory(config.general.logdir, _("task log directory"), _("set logdir in [general]"))
     lock = PidFile(pidfile)
     state_lock = PidFile(paths.statefile + LOCK_SUFFIX)
+    signals: SignalPipe | None = None
     try:
         _acquire(lock, _("pidfile"))
         try:
@@ -407,6 +408,9 @@ def run_daemon(location: ConfigLocation, config: MirrorConfig, options: DaemonOp
         except StateFileError as problem:
             raise StartupError(str(problem)) from None
         _note_old_default_state(config, paths.statefile)
+        # Before the socket and the pidfile exist: a reload or stop sent as soon as they
+        # appear must reach the loop, not end the daemon by the default action.
+        signals = SignalPipe()
         try:
             daemon.control.bind()
         except OSError as problem:
@@ -419,12 +423,12 @@ def run_daemon(location: ConfigLocation, config: MirrorConfig, options: DaemonOp
             os.chdir("/")
         else:
             detacher([fd for fd in (lock.fd, state_lock.fd, daemon.control.sock.fileno()
-                                    if daemon.control.sock else None, _stream_fd(handler))
+                                    if daemon.control.sock else None, _stream_fd(handler),
+                                    *signals.descriptors())
                       if fd is not None])
         lock.write(os.getpid())
         state_lock.write(os.getpid())
         become_subreaper()
-        signals = SignalPipe()
         daemon.load_plugins(entries)
         profiler = None
         if options.profile:
@@ -439,13 +443,14 @@ def run_daemon(location: ConfigLocation, config: MirrorConfig, options: DaemonOp
             log.critical("mirrord failed", exc_info=True)
             raise
         finally:
-            signals.close()
             if profiler:
                 profiler.disable()
                 target = os.path.join(os.path.dirname(pidfile), PROFILE_NAME)
                 profiler.dump_stats(target)
                 log.info("profile written to %s", target)
     finally:
+        if signals is not None:
+            signals.close()
         if opened is not None:
             os.close(opened[1])
         state_lock.release()

@@ -32,6 +32,10 @@ class SignalPipe:
             signal.signal(signum, _record)
             signal.siginterrupt(signum, False)
 
+    def descriptors(self) -> tuple[int, int]:
+        """The pipe's two ends (kept open when the daemon detaches)."""
+        return self.read_fd, self._write_fd
+
     def drain(self) -> list[int]:
         """The signal numbers received since the last call, in arrival order."""
         received: list[int] = []

@@ -35,12 +35,13 @@ def format_table(rows: Sequence[Sequence[str]], colour_column: int | None = None
     Returns:
         The lines joined with newlines, without trailing spaces.
     """
-    widths = [max(display_width(row[column]) for row in rows) for column in range(len(rows[0]))]
+    cell_widths = [[display_width(cell) for cell in row] for row in rows]
+    widths = [max(column) for column in zip(*cell_widths)]
     lines = []
-    for number, row in enumerate(rows):
+    for number, (row, row_widths) in enumerate(zip(rows, cell_widths)):
         cells = []
-        for column, (cell, width) in enumerate(zip(row, widths)):
-            padded = cell + " " * (width - display_width(cell))
+        for column, (cell, cell_width, width) in enumerate(zip(row, row_widths, widths)):
+            padded = cell + " " * (width - cell_width)
             code = colours.get(cell) if colours and number and column == colour_column else None
             cells.append(f"\033[{code}m{padded}\033[0m" if code else padded)
         lines.append("  ".join(cells).rstrip())

@@ -2,10 +2,12 @@
 """Starting and running the daemon: detaching, privileges, logs, profiling."""
 from __future__ import annotations
 
+import errno
 import os
 import pstats
 import pwd
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -175,3 +177,46 @@ def test_quiet_writes_no_log_and_profile_is_written_on_exit(tmp_path):
     assert not log.exists() and daemon.stderr.read() == ""
     stats = pstats.Stats(str(tmp_path / "mirrord.profile"))
     assert stats.total_calls > 0
+
+
+def test_signal_handlers_are_in_place_before_the_socket_exists(tmp_path, monkeypatch):
+    """A reload sent the moment the socket (or the pidfile) appears must reach the loop: the
+    default action of SIGHUP would end the daemon."""
+    from mirror.config import load_config
+    from mirror.control import ControlServer
+    from mirror.lifecycle import DaemonOptions, StartupError, run_daemon
+    from mirror.locations import locate_config
+
+    (tmp_path / "mirror.ini").write_text(general().replace("@DIR@", str(tmp_path)))
+    location = locate_config(str(tmp_path))
+    seen = {}
+
+    def bind(server):
+        seen["SIGHUP"] = signal.getsignal(signal.SIGHUP)
+        seen["SIGTERM"] = signal.getsignal(signal.SIGTERM)
+        raise OSError(errno.EACCES, "refused by the test")
+
+    monkeypatch.setattr(ControlServer, "bind", bind)
+    options = DaemonOptions(foreground=True, logfile=str(tmp_path / "mirrord.log"),
+                            pidfile=str(tmp_path / "mirrord.pid"))
+    with pytest.raises(StartupError, match="refused by the test"):
+        run_daemon(location, load_config(location), options)
+    assert seen["SIGHUP"] not in (signal.SIG_DFL, signal.SIG_IGN, None)
+    assert seen["SIGTERM"] not in (signal.SIG_DFL, signal.SIG_IGN, None)
+    assert signal.getsignal(signal.SIGHUP) is signal.SIG_DFL  # restored after the failure
+
+
+def test_a_reload_as_soon_as_the_socket_appears_is_a_reload(tmp_path):
+    (tmp_path / "mirror.ini").write_text(general().replace("@DIR@", str(tmp_path)))
+    log = tmp_path / "mirrord.log"
+    daemon = subprocess.Popen(mirrord_command(tmp_path, "-D", "-l", str(log)),
+                              stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: (tmp_path / "mirrord.sock").exists(), interval=0.0005,
+                 what="the control socket")
+        daemon.send_signal(signal.SIGHUP)
+        wait_for(lambda: "reloaded:" in log.read_text(), what="the reload")
+        assert daemon.poll() is None
+    finally:
+        daemon.terminate()
+        daemon.wait(30)
