@@ -26,7 +26,7 @@ from mirror.cron import CronSchedule
 from mirror.history import RunResult, TaskHistory
 from mirror.i18n import _
 from mirror.policy import DELAY_SECONDS, Conditions, refusal
-from mirror.runs import Ending, Run, RunKind, log_path_for
+from mirror.runs import Ending, Run, RunKind, RunRecord, log_path_for
 from mirror.task import GeneralSettings, TaskSpec
 from mirror.taskqueue import RETRY, RUN, SYSTEM, TIMEOUT, QueueEntry, QueueKind, TaskQueue
 from mirror.textenum import TextEnum
@@ -409,6 +409,62 @@ class SchedulingCore:
         self._running[name] = run
         return run
 
+    def adopt(self, record: RunRecord, now: float) -> Run:
+        """Take over the run *record* describes, left by a mirrord that ran before this one
+        (``-s restart``, or a crash): it counts as running, holds the localdir it held, and
+        its timeout counts from its original start. It goes on with the stages it was
+        planned with, whatever the config says now.
+
+        Returns:
+            The run, at the recorded stage; the caller watches its process.
+
+        Raises:
+            KeyError: the task is not configured (any more), or is running already.
+        """
+        task = self.tasks[record.name]
+        if record.name in self._running:
+            raise KeyError(record.name)
+        self._running[task.name] = None
+        self.queue.cancel(RETRY, task.name)
+        if record.localdir is not None and record.resolved is not None:
+            self._holding[task.name] = Holding(task.name, record.localdir, record.resolved)
+        if task.timeout:
+            self.queue.push(record.started + task.timeout, task.priority, TIMEOUT, task.name)
+        run = Run(task=task, kind=record.kind, plan=list(record.plan), upstream=record.upstream,
+                  upstream_index=record.upstream_index, started=record.started,
+                  log_path=record.log_path, stage=record.stage, ending=record.ending,
+                  pid=record.identity.pid, first_pid=record.first_pid,
+                  stage_started=record.stage_started, run_id=record.identity.run_id,
+                  identity=record.identity)
+        self._running[task.name] = run
+        return run
+
+    def record_of(self, run: Run) -> RunRecord | None:
+        """What the state file keeps of *run* (None before its stage's process is known)."""
+        if run.identity is None:
+            return None
+        holding = self._holding.get(run.task.name)
+        return RunRecord(name=run.task.name, kind=run.kind, plan=tuple(run.plan),
+                         stage=run.stage, upstream=run.upstream,
+                         upstream_index=run.upstream_index, started=run.started,
+                         stage_started=run.stage_started, log_path=run.log_path,
+                         first_pid=run.first_pid, identity=run.identity, ending=run.ending,
+                         localdir=None if holding is None else holding.localdir,
+                         resolved=None if holding is None else holding.resolved)
+
+    def run_lost(self, name: str, result: RunResult, now: float) -> RunEnd:
+        """*name*'s run ended without an exit status: its process was gone when mirrord
+        started again (*result* INTERRUPTED), or it ended while adopted, not a child
+        (UNATTENDED). A run mirrord was ending has the ending's result instead.
+
+        Raises:
+            KeyError: *name* has no run in progress.
+        """
+        run = self._running[name]
+        if run is None:
+            raise KeyError(name)
+        return self._end(run, run.ending.result if run.ending is not None else result, None, now)
+
     def end_requested(self, name: str, ending: Ending) -> Run | None:
         """Note that *name*'s run is being ended (timed out, cancelled, stopped); the first
         reason given is the one its result will say.
@@ -469,7 +525,7 @@ class SchedulingCore:
             if len(run.task.upstreams) > 1:
                 upstream_index = (run.upstream_index + 1) % len(run.task.upstreams)
         retry_at = self.finished(name, now, result is RunResult.SUCCESS,
-                                 may_retry=result.went_wrong)
+                                 may_retry=result.retried)
         return RunEnd(run=run, result=result, exit_code=exit_code, ended=now,
                       duration=round(now - run.started, 3),
                       previous_failures=history.consecutive_failures,

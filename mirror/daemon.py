@@ -47,8 +47,18 @@ from mirror.locations import ConfigLocation
 from mirror.loopcalls import LoopCalls, LoopFunction, T
 from mirror.pluginhost import PluginHost
 from mirror.process import describe_status
+from mirror.procident import RUN_ID_VARIABLE, ProcessIdentity, process_info
 from mirror.runner import Launch, Launched, ProcessRunner, Runner
-from mirror.runs import Ending, Run, RunKind, append_line, footer_line, header_line, write_log
+from mirror.runs import (
+    Ending,
+    Run,
+    RunKind,
+    RunRecord,
+    append_line,
+    footer_line,
+    header_line,
+    write_log,
+)
 from mirror.sdnotify import SystemdNotifier
 from mirror.sysinfo import SystemProbe
 from mirror.task import GeneralSettings
@@ -70,6 +80,7 @@ STATE_FLUSH_SECONDS = 0.5
 BURST_REAP_SECONDS = 0.25  # during a burst of starts, ends are reaped this often
 STATE_RETRY_SECONDS = 5  # after a failed write (a full disk)
 STATE_ERROR_LOG_SECONDS = 60.0
+ADOPTED_POLL_SECONDS = 5  # without pidfds, how often adopted runs are looked for in /proc
 
 
 @dataclass
@@ -109,11 +120,19 @@ class MirrorDaemon:
         self.monotonic = monotonic
         self.runner: Runner = runner if runner is not None else ProcessRunner()
         self.store = HistoryStore(paths.statefile)
-        self.states: dict[str, TaskHistory] = self.store.load()
+        saved = self.store.load_all()
+        self.states: dict[str, TaskHistory] = saved.histories
+        # The runs a mirrord before this one left in progress; taken over when serving.
+        self._left_runs: dict[str, dict[str, Any]] | None = saved.runs
         self.core = SchedulingCore(config.tasks, config.general, zone, wall(), os.path.realpath,
                                    histories=self.states)
         self.pids: dict[int, str] = {}
         self.kill_deadlines: dict[int, float] = {}  # process group → monotonic deadline
+        # Adopted runs whose process is not a child: pidfd → task name; without pidfds,
+        # when /proc is looked at next (monotonic).
+        self.watched: dict[int, str] = {}
+        self._adopted_poll_at: float | None = None
+        self._records: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = {}
         self.stopping = False
         self.stop_reason = ""
         self.control = ControlServer(paths.socket, self.handle_request, monotonic=monotonic)
@@ -166,6 +185,7 @@ class MirrorDaemon:
         log.info("mirrord started: %d tasks, %d enabled", len(self.core.tasks),
                  sum(1 for task in self.core.tasks.values() if task.enabled))
         self.emit(MirrorStartEvent())
+        self._take_over_runs()
         self._announce_queued(self.core.tasks)
         self.systemd.ready(self._status_line())
         while True:
@@ -188,6 +208,7 @@ class MirrorDaemon:
         """
         self._notice_clock_jump()
         self._kill_overdue_groups()
+        self._poll_adopted_when_due()
         self._flush_state_when_due()
         self.control.expire(self.monotonic())
         if not self.stopping:
@@ -237,6 +258,8 @@ class MirrorDaemon:
             limits.append(min(self.kill_deadlines.values()) - self.monotonic())
         if self._state_flush_at is not None:
             limits.append(self._state_flush_at - self.monotonic())
+        if self._adopted_poll_at is not None:
+            limits.append(self._adopted_poll_at - self.monotonic())
         control_deadline = self.control.next_deadline()
         if control_deadline is not None:
             limits.append(control_deadline - self.monotonic())
@@ -385,9 +408,9 @@ class MirrorDaemon:
                                       f"{problem}\n")
             self._finish(self.core.stage_not_started(run.task.name, self.wall()), None)
             return
-        environ = self.child_environ
-        if run.current.environ:
-            environ = {**environ, **run.current.environ}
+        if not run.run_id:
+            run.run_id = os.urandom(8).hex()
+        environ = {**self.child_environ, **run.current.environ, RUN_ID_VARIABLE: run.run_id}
         self._stage_launched(run, self.runner.spawn(Launch(list(run.argv), run.log_path,
                                                            environ)))
 
@@ -412,7 +435,9 @@ class MirrorDaemon:
             return
         assert launched.pid is not None
         run.pid = launched.pid
+        run.identity = ProcessIdentity.of(run.pid, run.run_id)
         self.pids[run.pid] = run.task.name
+        self.save_state()  # the run's record: a mirrord started after a crash takes it over
         log.info("%s: stage %d/%d started (%s%s), pid %d", run.task.name, run.stage, run.stages,
                  run.kind, f", upstream {run.upstream}" if run.upstream else "", run.pid)
         if run.stage == 1:
@@ -463,6 +488,8 @@ class MirrorDaemon:
                 f"; retry at {time.strftime('%H:%M:%S', time.localtime(retry_at))}"
                 if retry_at else "")
         self.save_state()
+        if run.waiters:  # a client told of the end finds it in the state file too
+            self.flush_state()
         for waiter in run.waiters:
             waiter.reply(reply)
         status = exit_status(end.exit_code, signal_name)
@@ -492,7 +519,7 @@ class MirrorDaemon:
         """Write the state file now; a failure is logged, and retried after the interval."""
         now = self.monotonic()
         try:
-            self.store.save(self.states)
+            self.store.save(self.states, self._run_records())
         except OSError as problem:
             if now - self._state_error_logged >= STATE_ERROR_LOG_SECONDS:
                 log.error("cannot write the state file %s: %s (retrying every %d s)",
@@ -506,6 +533,133 @@ class MirrorDaemon:
             self._state_error_logged = -STATE_ERROR_LOG_SECONDS
         self._state_flush_at = None
 
+    def _run_records(self) -> dict[str, dict[str, Any]]:
+        """The state file's records of the runs in progress (each made again only when its
+        run has moved on: a burst of 1,000 runs is saved many times)."""
+        records = {}
+        for run in self.core.runs():
+            key = (run.stage, run.ending, run.identity, run.stage_started)
+            cached = self._records.get(run.task.name)
+            if cached is not None and cached[0] == key:
+                records[run.task.name] = cached[1]
+                continue
+            record = self.core.record_of(run)
+            if record is not None:
+                records[run.task.name] = record.to_dict()
+                self._records[run.task.name] = (key, records[run.task.name])
+        for name in [name for name in self._records if name not in records]:
+            del self._records[name]
+        return records
+
+    # --- runs left by an earlier mirrord ------------------------------------------------
+
+    def _take_over_runs(self) -> None:
+        """Take over the runs the state file says were in progress when the last mirrord
+        ended: after ``-s restart`` they are still this process's children; after a crash
+        they are orphans (watched through a pidfd), or gone (recorded as interrupted)."""
+        left, self._left_runs = self._left_runs or {}, None
+        for name, data in left.items():
+            try:
+                record = RunRecord.from_dict(name, data)
+            except ValueError as problem:
+                log.error("%s: the state file's record of its run in progress cannot be used "
+                          "(%s); it is ignored", name, problem)
+                continue
+            self._take_over(record)
+        if left:
+            self.save_state()
+
+    def _take_over(self, record: RunRecord) -> None:
+        identity = record.identity
+        info = process_info(identity.pid)
+        child = (info is not None and info.parent == os.getpid()
+                 and info.start_ticks == identity.start_ticks)
+        alive = child or identity.matches()
+        if record.name not in self.core.tasks:
+            if alive:
+                log.warning("%s: no longer configured; ending the run (process group %d) the "
+                            "last mirrord left running", record.name, identity.pid)
+                self._end_group(identity.pid)
+            return
+        try:
+            run = self.core.adopt(record, self.wall())
+        except KeyError:
+            return
+        state = self.states.setdefault(record.name, TaskHistory())
+        state.stage = run.stage
+        state.upstream = run.upstream
+        if not alive:
+            now = self.wall()
+            outcome = _("interrupted: mirrord was not running")
+            append_line(run.log_path, footer_line(run, now, self.zone, outcome))
+            self._finish(self.core.run_lost(record.name, RunResult.INTERRUPTED, now), None,
+                         outcome)
+            return
+        if child:
+            self.pids[identity.pid] = record.name
+        else:
+            run.unattended = True
+            self._watch(run)
+        log.info("%s: took over its run in progress from the last mirrord (stage %d/%d, "
+                 "pid %d%s)", record.name, run.stage, run.stages, identity.pid,
+                 "" if child else "; not a child: its exit status will not be known")
+        self.emit(TaskStartEvent(record.name, run.first_pid or identity.pid))
+
+    def _watch(self, run: Run) -> None:
+        """Notice the end of an adopted run's process, which is not a child: through a pidfd
+        where the kernel has them, else by looking at /proc every ADOPTED_POLL_SECONDS."""
+        assert run.identity is not None
+        try:
+            handle = os.pidfd_open(run.identity.pid)
+        except (AttributeError, OSError) as problem:
+            if self._adopted_poll_at is None:
+                log.warning("cannot watch adopted runs through a pidfd (%s; Linux 5.3 or later "
+                            "has them): looking at /proc every %d s instead", problem,
+                            ADOPTED_POLL_SECONDS)
+                self._adopted_poll_at = self.monotonic() + ADOPTED_POLL_SECONDS
+            return
+        if not run.identity.matches():  # gone, and its pid perhaps reused, before the open
+            os.close(handle)
+            self._adopted_ended(run.task.name)
+            return
+        self.watched[handle] = run.task.name
+        self.selector.register(handle, selectors.EVENT_READ,
+                               lambda _mask: self._on_pidfd(handle))
+
+    def _on_pidfd(self, handle: int) -> None:
+        """Pidfd *handle* is readable: its process ended."""
+        name = self.watched.pop(handle)
+        self.selector.unregister(handle)
+        os.close(handle)
+        self._adopted_ended(name)
+
+    def _poll_adopted_when_due(self) -> None:
+        if self._adopted_poll_at is None or self._adopted_poll_at > self.monotonic():
+            return
+        watching = False
+        for run in self.core.runs():
+            if run.unattended and run.identity is not None:
+                if run.task.name in self.watched.values():
+                    continue
+                if run.identity.matches():
+                    watching = True
+                else:
+                    self._adopted_ended(run.task.name)
+        self._adopted_poll_at = (self.monotonic() + ADOPTED_POLL_SECONDS) if watching else None
+
+    def _adopted_ended(self, name: str) -> None:
+        """An adopted run's process, not a child, has ended: its exit status is unknown."""
+        run = self.core.run_of(name)
+        if run is None:
+            return
+        now = self.wall()
+        outcome = _("ended while unattended: exit status unknown")
+        append_line(run.log_path, footer_line(run, now, self.zone, outcome))
+        assert run.pid is not None
+        if self.runner.group_alive(run.pid):
+            self._end_group(run.pid)
+        self._finish(self.core.run_lost(name, RunResult.UNATTENDED, now), None, outcome)
+
     # --- ending runs --------------------------------------------------------------------
 
     def _terminate(self, name: str, ending: Ending) -> bool:
@@ -517,6 +671,8 @@ class MirrorDaemon:
         run = self.core.run_of(name)
         if run is None or run.pid is None:
             return False
+        if run.unattended and run.identity is not None and not run.identity.matches():
+            return False  # its end is being noticed; its group id may belong to others now
         self.core.end_requested(name, ending)
         log.warning("%s: %s; sending SIGTERM to process group %d", name, ending, run.pid)
         self._end_group(run.pid)

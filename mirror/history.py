@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -26,12 +27,22 @@ class RunResult(TextEnum):
     TIMEOUT = "timeout"  # its timeout passed and it was ended
     CANCELLED = "cancelled"  # an admin cancelled it
     KILLED = "killed"  # mirrord stopped during it
+    # Adopted after mirrord died, it ended while no mirrord could read its exit status.
+    UNATTENDED = "unattended"
+    INTERRUPTED = "interrupted"  # its processes were gone when mirrord started again
 
     @property
     def went_wrong(self) -> bool:
-        """Whether the sync failed on its own (counted, retried, and a reason to fail over);
-        a run that was cancelled or stopped says nothing about its upstream."""
-        return self in (RunResult.FAILED, RunResult.TIMEOUT)
+        """Whether the sync failed on its own, or may have (counted as a failure, retried,
+        and a reason to fail over); a run that was cancelled, stopped or interrupted says
+        nothing about its upstream."""
+        return self in (RunResult.FAILED, RunResult.TIMEOUT, RunResult.UNATTENDED)
+
+    @property
+    def retried(self) -> bool:
+        """Whether ``autoretry`` applies: the sync went wrong, or did not finish because
+        mirrord was not running."""
+        return self.went_wrong or self is RunResult.INTERRUPTED
 
 
 # The names other modules (and plugins written for 0.9) import.
@@ -40,6 +51,8 @@ FAILED = RunResult.FAILED
 TIMEOUT = RunResult.TIMEOUT
 CANCELLED = RunResult.CANCELLED
 KILLED = RunResult.KILLED
+UNATTENDED = RunResult.UNATTENDED
+INTERRUPTED = RunResult.INTERRUPTED
 FORMAT_VERSION = 1
 MAX_STATE_BYTES = 64 * 1024 * 1024  # about 100,000 tasks; /dev/zero must not fill memory
 
@@ -104,14 +117,27 @@ class StateFileError(Exception):
     """The state file cannot be used safely; the message says why and what to do."""
 
 
+@dataclass
+class SavedState:
+    """What the state file holds: each task's history, and the runs that were in progress
+    when it was written (``{task name: record}``, read by :class:`mirror.runs.RunRecord`)."""
+
+    histories: dict[str, TaskHistory]
+    runs: dict[str, dict[str, Any]]
+
+
 class HistoryStore:
-    """Loads and saves ``{task name: TaskHistory}`` at *path*."""
+    """Loads and saves ``{task name: TaskHistory}`` (and the runs in progress) at *path*."""
 
     def __init__(self, path: str) -> None:
         self.path = path
 
     def load(self) -> dict[str, TaskHistory]:
-        """The saved states; an absent file gives {}.
+        """The saved histories (see :meth:`load_all`)."""
+        return self.load_all().histories
+
+    def load_all(self) -> SavedState:
+        """The saved histories and runs in progress; an absent file gives neither.
 
         The file is opened without following links, only as a regular file, and read
         only up to MAX_STATE_BYTES. A file that is not valid JSON is renamed aside
@@ -128,18 +154,23 @@ class HistoryStore:
                 path=self.path, reason=problem if isinstance(problem, UnsafePath)
                 else problem.strerror or problem)) from None
         if data is None:
-            return {}
+            return SavedState({}, {})
         try:
             document = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError) as problem:
             self._set_aside(f"not JSON: {problem}")
-            return {}
+            return SavedState({}, {})
         tasks = document.get("tasks") if isinstance(document, dict) else None
         if not isinstance(tasks, dict):
             self._set_aside("no 'tasks' object")
-            return {}
-        return {name: TaskHistory.from_dict(value) for name, value in tasks.items()
-                if isinstance(name, str) and isinstance(value, dict)}
+            return SavedState({}, {})
+        runs = document.get("runs")
+        return SavedState(
+            {name: TaskHistory.from_dict(value) for name, value in tasks.items()
+             if isinstance(name, str) and isinstance(value, dict)},
+            {name: value for name, value in runs.items()
+             if isinstance(name, str) and isinstance(value, dict)}
+            if isinstance(runs, dict) else {})
 
     def _set_aside(self, reason: str) -> None:
         aside = f"{self.path}.damaged-{time.strftime('%Y%m%dT%H%M%S')}"
@@ -152,14 +183,17 @@ class HistoryStore:
         log.error("the state file %s is damaged (%s); kept as %s, starting without history",
                   self.path, reason, aside)
 
-    def save(self, states: dict[str, TaskHistory]) -> None:
-        """Write all states: a temporary file in the same directory, fsync, then os.replace.
+    def save(self, states: dict[str, TaskHistory],
+             runs: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        """Write all states, and the records of the runs in progress: a temporary file in the
+        same directory, fsync, then os.replace.
 
         Raises:
             OSError: the directory is not writable.
         """
         document = {"version": FORMAT_VERSION,
                     # vars(), not asdict(): every field is a plain value, nothing to deep-copy
-                    "tasks": {name: vars(state) for name, state in sorted(states.items())}}
+                    "tasks": {name: vars(state) for name, state in sorted(states.items())},
+                    "runs": dict(runs or {})}
         write_atomically(self.path, json.dumps(document, separators=(",", ":"),
                                                sort_keys=True))

@@ -9,13 +9,16 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Any
 
 from mirror.durations import format_duration
 from mirror.history import RunResult
+from mirror.i18n import _
 from mirror.localzone import iso
+from mirror.procident import ProcessIdentity
 from mirror.task import Stage, TaskSpec
 from mirror.textenum import TextEnum
 
@@ -63,6 +66,13 @@ class Run:
     first_pid: int = 0  # of stage 1; 0 until it started
     stage_started: float = 0.0
     waiters: list[Any] = field(default_factory=list)  # control connections awaiting the end
+    # The run's random id, in every stage's environment (MIRROR_RUN_ID), and the current
+    # stage's process as recorded when it started: how mirrord knows it again after a restart.
+    run_id: str = ""
+    identity: ProcessIdentity | None = None
+    # Adopted from a mirrord that died: the process is not a child, so its exit status
+    # cannot be read; its end is noticed through a pidfd (or by polling /proc).
+    unattended: bool = False
 
     @property
     def stages(self) -> int:
@@ -133,3 +143,100 @@ def append_line(path: str, line: str) -> None:
     """Append one line to a task log; a log that cannot be written is not fatal to the run."""
     with contextlib.suppress(OSError):
         write_log(path, line)
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """A run in progress as the state file keeps it, so that a mirrord started again (after
+    ``-s restart``, or a crash) can take the run over: its stages as they were planned, where
+    it stands, and its process's identity.
+
+    ``localdir`` and ``resolved`` are the directory the run holds (None without one).
+    """
+
+    name: str
+    kind: RunKind
+    plan: tuple[Stage, ...]
+    stage: int
+    upstream: str | None
+    upstream_index: int
+    started: float
+    stage_started: float
+    log_path: str
+    first_pid: int
+    identity: ProcessIdentity
+    ending: Ending | None
+    localdir: str | None
+    resolved: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as plain JSON values."""
+        return {"kind": self.kind.value, "stage": self.stage,
+                "plan": [{"argv": list(stage.argv), "environ": dict(stage.environ)}
+                         for stage in self.plan],
+                "upstream": self.upstream, "upstream_index": self.upstream_index,
+                "started": self.started, "stage_started": self.stage_started,
+                "log_path": self.log_path, "first_pid": self.first_pid,
+                "pid": self.identity.pid, "start_ticks": self.identity.start_ticks,
+                "boot": self.identity.boot, "run_id": self.identity.run_id,
+                "ending": None if self.ending is None else self.ending.value,
+                "localdir": self.localdir, "resolved": self.resolved}
+
+    @classmethod
+    def from_dict(cls, name: str, data: Mapping[str, Any]) -> RunRecord:
+        """Read a record back from the state file, which is not trusted: every value is
+        checked.
+
+        Raises:
+            ValueError: a value is missing or of the wrong type; the message says which.
+        """
+        def value(key: str, kinds: type | tuple[type, ...], optional: bool = False) -> Any:
+            item = data.get(key)
+            if item is None and optional:
+                return None
+            if not isinstance(item, kinds) or isinstance(item, bool):
+                raise ValueError(_("{key!r} is missing or not a {type}").format(
+                    key=key, type=_type_names(kinds)))
+            return item
+
+        plan = []
+        for stage in value("plan", list):
+            if not isinstance(stage, dict):
+                raise ValueError(_("'plan' holds something that is not a stage"))
+            argv, environ = stage.get("argv"), stage.get("environ", {})
+            if (not isinstance(argv, list) or not argv
+                    or not all(isinstance(item, str) for item in argv)):
+                raise ValueError(_("a stage's 'argv' is not a list of strings"))
+            if not isinstance(environ, dict) or not all(
+                    isinstance(key, str) and isinstance(item, str)
+                    for key, item in environ.items()):
+                raise ValueError(_("a stage's 'environ' is not an object of strings"))
+            plan.append(Stage(tuple(argv), dict(environ)))
+        stage_number = value("stage", int)
+        if not 1 <= stage_number <= len(plan):
+            raise ValueError(_("'stage' {stage} is not one of the plan's stages").format(
+                stage=stage_number))
+        pid = value("pid", int)
+        if pid <= 1:
+            raise ValueError(_("'pid' {pid} is not a process a run can have").format(pid=pid))
+        try:
+            kind = RunKind(value("kind", str))
+            ending_text = value("ending", str, optional=True)
+            ending = None if ending_text is None else Ending(ending_text)
+        except ValueError as problem:
+            raise ValueError(str(problem)) from None
+        return cls(name=name, kind=kind, plan=tuple(plan), stage=stage_number,
+                   upstream=value("upstream", str, optional=True),
+                   upstream_index=value("upstream_index", int),
+                   started=float(value("started", (int, float))),
+                   stage_started=float(value("stage_started", (int, float))),
+                   log_path=value("log_path", str), first_pid=value("first_pid", int),
+                   identity=ProcessIdentity(pid=pid, start_ticks=value("start_ticks", int),
+                                            boot=value("boot", str),
+                                            run_id=value("run_id", str)),
+                   ending=ending, localdir=value("localdir", str, optional=True),
+                   resolved=value("resolved", str, optional=True))
+
+
+def _type_names(kinds: type | tuple[type, ...]) -> str:
+    return " or ".join(kind.__name__ for kind in (kinds if isinstance(kinds, tuple) else (kinds,)))

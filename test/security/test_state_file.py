@@ -61,7 +61,7 @@ def test_state_writes_are_coalesced(tmp_path):
         str(tmp_path / "pid"), str(tmp_path / "sock"), str(tmp_path / "state.json")),
         local_zone(), monotonic=lambda: clock[0])
     writes = []
-    daemon.store.save = lambda states: writes.append(dict(states))  # count, don't write
+    daemon.store.save = lambda states, runs=None: writes.append(dict(states))  # count, don't write
     for number in range(1000):  # a thousand run ends within one interval
         daemon.states[f"task{number}"] = TaskHistory(result="success")
         daemon.save_state()

@@ -1,0 +1,102 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Knowing a process again after mirrord restarted: its start time, its boot, its run id.
+
+A pid alone names a process only while it lives: after an exit the kernel hands the number
+to the next process. A run's process is therefore recorded with the boot it ran in
+(``/proc/sys/kernel/random/boot_id``) and its start time (field 22 of ``/proc/PID/stat``,
+clock ticks after boot), and it carries the run's random id in its environment
+(``MIRROR_RUN_ID``). A process is taken for the run's only when all three match: a pid
+reused since, or a record forged to point at another process, is never signalled.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+RUN_ID_VARIABLE = "MIRROR_RUN_ID"
+BOOT_ID_PATH = "/proc/sys/kernel/random/boot_id"
+MAX_ENVIRON_BYTES = 1 << 20  # a process's environment is read only this far
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    """What /proc says about one process: its state letter (``Z`` for a zombie), its
+    parent and its start time in clock ticks after boot."""
+
+    pid: int
+    state: str
+    parent: int
+    start_ticks: int
+
+
+def boot_id() -> str:
+    """This boot's id (empty where /proc does not say)."""
+    try:
+        with open(BOOT_ID_PATH, encoding="ascii") as handle:
+            return handle.read().strip()
+    except OSError:
+        return ""
+
+
+def process_info(pid: int) -> ProcessInfo | None:
+    """*pid*'s state, parent and start time; None when there is no such process."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            text = handle.read().decode("ascii", "replace")
+    except OSError:
+        return None
+    # The command name (field 2) is in parentheses and may itself hold ")" or spaces.
+    fields = text.rsplit(")", 1)[-1].split()
+    try:
+        return ProcessInfo(pid=pid, state=fields[0], parent=int(fields[1]),
+                           start_ticks=int(fields[19]))
+    except (IndexError, ValueError):
+        return None
+
+
+def run_id_of(pid: int) -> str | None:
+    """The ``MIRROR_RUN_ID`` in *pid*'s environment as it was started; None when it has
+    none or its environment cannot be read (another user's process, a zombie)."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as handle:
+            data = handle.read(MAX_ENVIRON_BYTES)
+    except OSError:
+        return None
+    prefix = RUN_ID_VARIABLE.encode() + b"="
+    for entry in data.split(b"\0"):
+        if entry.startswith(prefix):
+            return entry[len(prefix):].decode("ascii", "replace")
+    return None
+
+
+@dataclass(frozen=True)
+class ProcessIdentity:
+    """A run's process as recorded when it started."""
+
+    pid: int
+    start_ticks: int
+    boot: str
+    run_id: str
+
+    @classmethod
+    def of(cls, pid: int, run_id: str) -> ProcessIdentity | None:
+        """The identity of *pid*, a process started with *run_id*; None when it is gone."""
+        info = process_info(pid)
+        if info is None:
+            return None
+        return cls(pid=pid, start_ticks=info.start_ticks, boot=boot_id(), run_id=run_id)
+
+    def matches(self) -> bool:
+        """Whether the process recorded is still alive (not a zombie) and is this one: the
+        same boot, the same start time and the run's id in its environment."""
+        info = process_info(self.pid)
+        if info is None or info.state == "Z":
+            return False
+        return (info.start_ticks == self.start_ticks and bool(self.boot)
+                and self.boot == boot_id() and run_id_of(self.pid) == self.run_id)
+
+
+def is_child(pid: int) -> bool:
+    """Whether *pid* is this process's child (a zombie child too)."""
+    info = process_info(pid)
+    return info is not None and info.parent == os.getpid()
