@@ -18,6 +18,8 @@ from mirror.i18n import _, translate_standard_library
 
 EXIT_OK = 0
 EXIT_ERRORS = 1
+# Set by a running mirrord that tries this code before -s restart executes it (mirror.reexec).
+PREFLIGHT_VARIABLE = "MIRRORD_PREFLIGHT"
 LEVEL_CHOICES = ("none", "debug", "info", "warning", "error", "critical")
 
 
@@ -69,9 +71,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help=_("show every task's state, last result and next run"))
     chosen.add_argument("--run", metavar="NAME", help=_("start task NAME now"))
     chosen.add_argument("--cancel", metavar="NAME", help=_("end task NAME's running sync"))
-    chosen.add_argument("-s", "--signal", choices=("stop", "reload"),
-                        help=_("stop the daemon (waiting until it has exited) or reload its "
-                               "config"))
+    chosen.add_argument("-s", "--signal", choices=("stop", "reload", "restart"),
+                        help=_("stop the daemon (waiting until it has exited), reload its "
+                               "config, or restart it in place with the code installed now "
+                               "(running syncs carry on)"))
     modifiers = parser.add_argument_group(_("with an action"))
     modifiers.add_argument("--json", action="store_true",
                            help=_("with --check, -t or --status: print one JSON object"))
@@ -123,6 +126,25 @@ def run_check(config_option: str | None, as_json: bool, since: datetime | None) 
     return EXIT_ERRORS if config.errors else EXIT_OK
 
 
+def preflight(args: argparse.Namespace) -> int:
+    """What a running mirrord asks of the new code before ``-s restart`` executes it: load
+    the config, import the daemon and the enabled plugins, and say so on stdout."""
+    from mirror import __version__
+    from mirror.config import load_config
+    from mirror.lifecycle import preload_plugins
+    from mirror.locations import locate_config
+    from mirror.reexec import PREFLIGHT_MARK
+
+    config = load_config(locate_config(args.config))
+    for issue in config.errors:
+        print(_("mirrord: error: {issue}").format(issue=issue), file=sys.stderr)
+    if config.errors:
+        return EXIT_ERRORS
+    preload_plugins(config)
+    print(PREFLIGHT_MARK, __version__)
+    return EXIT_OK
+
+
 def start_daemon(args: argparse.Namespace) -> int:
     """Load the config and run the daemon; problems before detaching exit 1 with a message."""
     from mirror.config import load_config
@@ -162,6 +184,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             from mirror.client import run_client
 
             return run_client(args)
+        if os.environ.get(PREFLIGHT_VARIABLE):
+            return preflight(args)
         return start_daemon(args)
     except KeyboardInterrupt:
         return 130

@@ -21,6 +21,8 @@ from mirror.tables import format_table
 EXIT_OK = 0
 EXIT_FAILED = 1
 STOP_WAIT_SECONDS = 120
+RESTART_WAIT_SECONDS = 180  # the new code's trial run, the plugins' stop, the new image's start
+RESTART_POLL_SECONDS = 0.1
 COLOURS = {"run": "32", "retry": "33", "timeout": "31", "system": "36",
            "running": "32", "disabled": "2"}
 
@@ -116,12 +118,49 @@ def send_signal(action: str, pidfile: str) -> int:
     return EXIT_OK
 
 
+def restart_daemon(sock: str) -> int:
+    """``-s restart``: ask the daemon to execute the code installed now in its place, then
+    wait until the new image answers (or the old one says why it could not)."""
+    try:
+        reply = request(sock, {"command": "restart"}, timeout=RESTART_WAIT_SECONDS)
+    except DaemonUnavailable as problem:
+        print(f"mirrord: {problem}", file=sys.stderr)
+        return EXIT_FAILED
+    if not reply.get("ok"):
+        print(f"mirrord: {reply.get('error') or _('the request failed')}", file=sys.stderr)
+        for issue in reply.get("errors") or ():
+            print(f"  {issue}", file=sys.stderr)
+        return EXIT_FAILED
+    old_image = reply.get("image")
+    deadline = time.monotonic() + RESTART_WAIT_SECONDS
+    while time.monotonic() < deadline:
+        time.sleep(RESTART_POLL_SECONDS)
+        try:
+            info = request(sock, {"command": "info"}, timeout=RESTART_WAIT_SECONDS)
+        except DaemonUnavailable:
+            continue
+        if info.get("image") != old_image:
+            print(_("mirrord restarted in place (pid {pid}, version {version}); {running} "
+                    "runs carry on").format(pid=info.get("pid"), version=info.get("version"),
+                                            running=info.get("running")))
+            return EXIT_OK
+        if info.get("restart_error"):
+            print(_("mirrord: the restart failed: {reason}").format(
+                reason=info["restart_error"]), file=sys.stderr)
+            return EXIT_FAILED
+    print(_("mirrord: no new image answered within {seconds} s; see the daemon log").format(
+        seconds=RESTART_WAIT_SECONDS), file=sys.stderr)
+    return EXIT_FAILED
+
+
 def run_client(args: argparse.Namespace) -> int:
     """Carry out a client action against the daemon found through -c and -P."""
     pidfile = pidfile_path(locate_config(args.config), args.pidfile)
+    sock = socket_path(pidfile)
+    if args.signal == "restart":
+        return restart_daemon(sock)
     if args.signal:
         return send_signal(args.signal, pidfile)
-    sock = socket_path(pidfile)
     if args.queue:
         message: dict[str, object] = {"command": "queue"}
     elif args.status:

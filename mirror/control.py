@@ -41,13 +41,15 @@ from mirror.i18n import _
 log = logging.getLogger(__name__)
 
 MAX_REQUEST = 64 * 1024
-COMMANDS = ("queue", "status", "run", "cancel")
+COMMANDS = ("queue", "status", "run", "cancel", "info", "restart")
 # The fields each command may carry; "command" itself is always required.
 FIELDS: dict[str, tuple[str, ...]] = {
     "queue": ("command",),
     "status": ("command",),
     "run": ("command", "name", "wait"),
     "cancel": ("command", "name"),
+    "info": ("command",),
+    "restart": ("command",),
 }
 NAMED = ("run", "cancel")  # the commands that need "name"
 READ_ONLY = ("queue", "status")  # no side effect, possibly large replies
@@ -295,6 +297,7 @@ class ControlServer:
         self.paused = False  # accept() failed: not listening until a descriptor is free
         self._retry_at = 0.0  # when a paused server tries accept() again
         self._closing = False
+        self._suspended = False  # not accepting while an exec is prepared
         self._refused: dict[str, int] = {}  # reason → clients turned away, not yet logged
         self._reported_at: float | None = None
 
@@ -319,11 +322,47 @@ class ControlServer:
         sock.setblocking(False)
         self.sock = sock
 
+    def adopt(self, sock: socket.socket) -> None:
+        """Listen on *sock*, the listening socket an earlier image of this process bound
+        (:mod:`mirror.reexec`), instead of binding one."""
+        self.sock = sock
+
+    def fileno(self) -> int:
+        """The listening socket's descriptor."""
+        assert self.sock is not None, "bind() first"
+        return self.sock.fileno()
+
     def attach(self, selector: selectors.BaseSelector) -> None:
         """Start accepting connections through *selector*."""
         assert self.sock is not None, "bind() first"
         self.selector = selector
         selector.register(self.sock, selectors.EVENT_READ, self._on_acceptable)
+
+    def suspend(self, flush_seconds: float) -> None:
+        """Stop accepting, answer what the clients already connected have asked, and close
+        their connections (``run --wait`` clients are told that their run goes on);
+        replies are written for up to *flush_seconds*. The listening socket stays open:
+        clients that connect meanwhile wait in its backlog until :meth:`unsuspend`, or
+        until the next image of mirrord takes it over."""
+        self._suspended = True
+        if self.sock is not None and not self.paused:
+            with contextlib.suppress(KeyError, ValueError):
+                self.selector.unregister(self.sock)
+        for connection in list(self.connections):
+            if connection.phase == READING:
+                connection.read_pending()
+            if connection.phase == WAITING:
+                connection.reply(error(_("mirrord is restarting; the run goes on (see "
+                                         "--status)")))
+        self._flush(flush_seconds)
+        for connection in list(self.connections):
+            connection.close()
+
+    def unsuspend(self) -> None:
+        """Accept connections again after :meth:`suspend`."""
+        self._suspended = False
+        if self.sock is not None and not self.paused:
+            self.selector.register(self.sock, selectors.EVENT_READ, self._on_acceptable)
 
     # --- accepting ----------------------------------------------------------------------
 
@@ -388,7 +427,8 @@ class ControlServer:
         """Listen again after running out of descriptors."""
         if self.paused and self.sock is not None and not self._closing:
             self.paused = False
-            self.selector.register(self.sock, selectors.EVENT_READ, self._on_acceptable)
+            if not self._suspended:
+                self.selector.register(self.sock, selectors.EVENT_READ, self._on_acceptable)
 
     def note_refusal(self, reason: str) -> None:
         """Count a client turned away for *reason*; log the counts at most once a minute."""

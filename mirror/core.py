@@ -413,7 +413,9 @@ class SchedulingCore:
         """Take over the run *record* describes, left by a mirrord that ran before this one
         (``-s restart``, or a crash): it counts as running, holds the localdir it held, and
         its timeout counts from its original start. It goes on with the stages it was
-        planned with, whatever the config says now.
+        planned with, whatever the config says now. Its task log is where the current
+        ``logdir`` puts it (the path in the record is not trusted: the state file may sit in
+        a directory a less privileged user can write).
 
         Returns:
             The run, at the recorded stage; the caller watches its process.
@@ -432,7 +434,9 @@ class SchedulingCore:
             self.queue.push(record.started + task.timeout, task.priority, TIMEOUT, task.name)
         run = Run(task=task, kind=record.kind, plan=list(record.plan), upstream=record.upstream,
                   upstream_index=record.upstream_index, started=record.started,
-                  log_path=record.log_path, stage=record.stage, ending=record.ending,
+                  log_path=log_path_for(self.general.logdir, task.name, record.started,
+                                        self.zone),
+                  stage=record.stage, ending=record.ending,
                   pid=record.identity.pid, first_pid=record.first_pid,
                   stage_started=record.stage_started, run_id=record.identity.run_id,
                   identity=record.identity)

@@ -48,6 +48,7 @@ from mirror.loopcalls import LoopCalls, LoopFunction, T
 from mirror.pluginhost import PluginHost
 from mirror.process import describe_status
 from mirror.procident import RUN_ID_VARIABLE, ProcessIdentity, process_info
+from mirror.reexec import Restarter
 from mirror.runner import Launch, Launched, ProcessRunner, Runner
 from mirror.runs import (
     Ending,
@@ -74,6 +75,7 @@ log = logging.getLogger(__name__)
 CLOCK_JUMP_TOLERANCE = 2.0  # seconds of disagreement between wall and monotonic time
 MAX_SELECT_SECONDS = 86400.0  # without timerfd: epoll cannot wait much longer than 24 days
 PLUGIN_STOP_SECONDS = 10.0  # how long plugins get to handle their last events on stop
+RESTART_FLUSH_SECONDS = 2.0  # how long clients get to read their replies before an exec
 # State changes are written at most this often (and at stop): a kill -9 loses at most this
 # much, and a busy site pays one write per interval instead of one per run end.
 STATE_FLUSH_SECONDS = 0.5
@@ -81,6 +83,17 @@ BURST_REAP_SECONDS = 0.25  # during a burst of starts, ends are reaped this ofte
 STATE_RETRY_SECONDS = 5  # after a failed write (a full disk)
 STATE_ERROR_LOG_SECONDS = 60.0
 ADOPTED_POLL_SECONDS = 5  # without pidfds, how often adopted runs are looked for in /proc
+
+
+def open_pidfd(pid: int) -> int:
+    """A pidfd for *pid*, readable once it has ended (a seam: a test makes it fail, to
+    exercise the /proc fallback).
+
+    Raises:
+        AttributeError: this Python has no ``os.pidfd_open``.
+        OSError: the kernel has no pidfds (Linux before 5.3), or *pid* is gone (ESRCH).
+    """
+    return os.pidfd_open(pid)
 
 
 @dataclass
@@ -124,6 +137,11 @@ class MirrorDaemon:
         self.states: dict[str, TaskHistory] = saved.histories
         # The runs a mirrord before this one left in progress; taken over when serving.
         self._left_runs: dict[str, dict[str, Any]] | None = saved.runs
+        self._loaded_digest = saved.digest
+        # After an exec, the SHA-256 of the state file the last image wrote (mirror.lifecycle
+        # sets it): a file changed since is not trusted with the runs' stages.
+        self.expected_state_digest: str | None = None
+        self.handover_digest: str | None = None  # of the state file this image last wrote
         self.core = SchedulingCore(config.tasks, config.general, zone, wall(), os.path.realpath,
                                    histories=self.states)
         self.pids: dict[int, str] = {}
@@ -141,6 +159,13 @@ class MirrorDaemon:
         self.plugins = PluginHost(self._call_in_loop, self.probe, paths.statefile,
                                   general=lambda: self.core.general)
         self.systemd = SystemdNotifier()
+        # Upgrading in place (-s restart): set by mirror.lifecycle; this image's id, when it
+        # began serving, and why the last restart failed, for the "info" request.
+        self.restarter: Restarter | None = None
+        self.restart_requested = False
+        self.restart_error: str | None = None
+        self.image = os.urandom(8).hex()
+        self.image_started = wall()
         self._state_flush_at: float | None = None  # monotonic; None when nothing is unsaved
         self._held_events: list[MirrorEvent] | None = None  # during a scheduling pass
         self._made_directories: set[str] | None = None  # during a scheduling pass
@@ -186,6 +211,7 @@ class MirrorDaemon:
                  sum(1 for task in self.core.tasks.values() if task.enabled))
         self.emit(MirrorStartEvent())
         self._take_over_runs()
+        self.handle_sigchld()  # children taken over that ended before this image could hear
         self._announce_queued(self.core.tasks)
         self.systemd.ready(self._status_line())
         while True:
@@ -211,6 +237,8 @@ class MirrorDaemon:
         self._poll_adopted_when_due()
         self._flush_state_when_due()
         self.control.expire(self.monotonic())
+        if self.restart_requested and not self.stopping:
+            self._restart()
         if not self.stopping:
             self._scheduling_pass()
         return not (self.stopping and not self.core.running and not self.kill_deadlines)
@@ -519,7 +547,7 @@ class MirrorDaemon:
         """Write the state file now; a failure is logged, and retried after the interval."""
         now = self.monotonic()
         try:
-            self.store.save(self.states, self._run_records())
+            self.handover_digest = self.store.save(self.states, self._run_records())
         except OSError as problem:
             if now - self._state_error_logged >= STATE_ERROR_LOG_SECONDS:
                 log.error("cannot write the state file %s: %s (retrying every %d s)",
@@ -558,6 +586,12 @@ class MirrorDaemon:
         ended: after ``-s restart`` they are still this process's children; after a crash
         they are orphans (watched through a pidfd), or gone (recorded as interrupted)."""
         left, self._left_runs = self._left_runs or {}, None
+        if self.expected_state_digest not in (None, self._loaded_digest):
+            log.error("the state file %s is not the one the last image of mirrord wrote before "
+                      "its exec; the runs it names are not taken over, and those that are this "
+                      "process's children are ended", self.paths.statefile)
+            self._end_untrusted_children(left)
+            left = {}
         for name, data in left.items():
             try:
                 record = RunRecord.from_dict(name, data)
@@ -568,6 +602,17 @@ class MirrorDaemon:
             self._take_over(record)
         if left:
             self.save_state()
+
+    def _end_untrusted_children(self, left: dict[str, dict[str, Any]]) -> None:
+        """End the process groups of this process's children that *left* names: their
+        records cannot be trusted to say what they were to do next."""
+        for data in left.values():
+            pid = data.get("pid")
+            if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 1:
+                continue
+            info = process_info(pid)
+            if info is not None and info.parent == os.getpid():
+                self._end_group(pid)
 
     def _take_over(self, record: RunRecord) -> None:
         identity = record.identity
@@ -595,6 +640,8 @@ class MirrorDaemon:
             self._finish(self.core.run_lost(record.name, RunResult.INTERRUPTED, now), None,
                          outcome)
             return
+        if run.ending is not None:  # it was being ended: TERM again, KILL after killgrace
+            self._end_group(identity.pid)
         if child:
             self.pids[identity.pid] = record.name
         else:
@@ -610,7 +657,10 @@ class MirrorDaemon:
         where the kernel has them, else by looking at /proc every ADOPTED_POLL_SECONDS."""
         assert run.identity is not None
         try:
-            handle = os.pidfd_open(run.identity.pid)
+            handle = open_pidfd(run.identity.pid)
+        except ProcessLookupError:  # ended since it was recognised: no fallback needed
+            self._adopted_ended(run.task.name)
+            return
         except (AttributeError, OSError) as problem:
             if self._adopted_poll_at is None:
                 log.warning("cannot watch adopted runs through a pidfd (%s; Linux 5.3 or later "
@@ -655,8 +705,12 @@ class MirrorDaemon:
         now = self.wall()
         outcome = _("ended while unattended: exit status unknown")
         append_line(run.log_path, footer_line(run, now, self.zone, outcome))
-        assert run.pid is not None
-        if self.runner.group_alive(run.pid):
+        assert run.pid is not None and run.identity is not None
+        # What the stage left in its group goes too; but a pid that another process has
+        # taken since (noticed late, by polling) may lead another group by now.
+        info = process_info(run.pid)
+        reused = info is not None and info.start_ticks != run.identity.start_ticks
+        if not reused and self.runner.group_alive(run.pid):
             self._end_group(run.pid)
         self._finish(self.core.run_lost(name, RunResult.UNATTENDED, now), None, outcome)
 
@@ -715,6 +769,84 @@ class MirrorDaemon:
         self.selector.close()
         log.info("mirrord stopped")
 
+    # --- restart: a new image in place -----------------------------------------------------
+
+    def _info(self) -> dict[str, Any]:
+        """The ``info`` reply: this daemon and image, and how the last restart went."""
+        from mirror import __version__
+
+        return {"ok": True, "pid": os.getpid(), "version": __version__, "image": self.image,
+                "image_started": self.image_started, "running": len(self.core.running),
+                "restart_error": self.restart_error}
+
+    def _restart_request(self) -> dict[str, Any]:
+        """Check that a restart can work: the config has no errors and the new code starts.
+        The exec itself comes at the start of the loop's next turn, after this reply."""
+        if self.stopping:
+            return error(_("mirrord is stopping"))
+        if self.restart_requested:
+            return error(_("a restart is under way already"))
+        if self.restarter is None:
+            return error(_("this mirrord cannot restart itself"))
+        config = load_config(self.location)
+        if config.errors:
+            for issue in config.errors:
+                log.error("%s", issue)
+            log.error("restart refused: the config has %d errors; nothing changed",
+                      len(config.errors))
+            return error(_("restart refused: the config has {count} errors; nothing "
+                           "changed").format(count=len(config.errors)),
+                         errors=[str(issue) for issue in config.errors])
+        problem = self.restarter.preflight(self._image_environ())
+        if problem is not None:
+            log.error("restart refused: %s; this mirrord carries on", problem)
+            self.restart_error = problem
+            return error(_("restart refused: {reason}; this mirrord carries on").format(
+                reason=problem))
+        self.restart_requested = True
+        self.restart_error = None
+        return {"ok": True, "pid": os.getpid(), "image": self.image,
+                "running": len(self.core.running)}
+
+    def _image_environ(self) -> dict[str, str]:
+        """The next image's environment: this one's, with systemd's socket given back."""
+        environ = dict(os.environ)
+        if self.systemd.address:
+            environ["NOTIFY_SOCKET"] = self.systemd.address
+        return environ
+
+    def _restart(self) -> None:
+        """Hand over to a new image of mirrord: the plugins stop, the state (with every run in
+        progress) is written, and the process executes itself again, keeping its pid, its
+        children, the control socket and the locks. If the state cannot be written or the
+        exec fails, this image carries on and says why."""
+        assert self.restarter is not None
+        self.restart_requested = False
+        log.info("restarting in place (pid %d): %d runs carry on", os.getpid(),
+                 len(self.core.running))
+        self.systemd.reloading()
+        try:
+            self.control.suspend(flush_seconds=RESTART_FLUSH_SECONDS)
+            self.emit(StopEvent("restart"))
+            self.plugins.stop(PLUGIN_STOP_SECONDS, self._serve_calls_for)
+            self.flush_state()
+            if self._state_flush_at is not None:
+                problem = _("the state file {path} cannot be written").format(
+                    path=self.paths.statefile)
+            else:
+                failure = self.restarter.execute(self._image_environ())
+                problem = _("cannot execute {program}: {reason}").format(
+                    program=self.restarter.argv[0], reason=failure.strerror or failure)
+        except Exception as unexpected:  # a bug: this image must go on serving all the same
+            log.exception("unexpected error while restarting")
+            problem = str(unexpected)
+        log.error("restart failed: %s; this mirrord carries on", problem)
+        self.restart_error = problem
+        self.control.unsuspend()
+        self.load_plugins()
+        self.emit(MirrorStartEvent())
+        self.systemd.ready(self._status_line())
+
     # --- reload -------------------------------------------------------------------------
 
     def reload(self) -> bool:
@@ -756,6 +888,10 @@ class MirrorDaemon:
             return queue_reply(queue_views(self.core), self.zone)
         if command == "status":
             return status_reply(self.snapshot())
+        if command == "info":
+            return self._info()
+        if command == "restart":
+            return self._restart_request()
         name = message.get("name")
         known = name in self.core.tasks or (command == "cancel" and name in self.core.retired)
         if not isinstance(name, str) or not known:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from mirror.atomicfile import write_atomically
+from mirror.digest import sha256_hex
 from mirror.i18n import _
 from mirror.safeopen import UnsafePath, read_limited
 from mirror.textenum import TextEnum
@@ -72,7 +73,7 @@ class TaskHistory:
     upstream_index: int = 0
     last_success: float | None = None
     consecutive_failures: int = 0
-    failures_total: int = 0  # failed or timed-out runs, ever
+    failures_total: int = 0  # failed, timed-out or unattended runs, ever
     size: int | None = None  # bytes, as a plugin last reported it
 
     @classmethod
@@ -124,6 +125,7 @@ class SavedState:
 
     histories: dict[str, TaskHistory]
     runs: dict[str, dict[str, Any]]
+    digest: str | None = None  # SHA-256 of the file as read; None when there was none
 
 
 class HistoryStore:
@@ -155,6 +157,7 @@ class HistoryStore:
                 else problem.strerror or problem)) from None
         if data is None:
             return SavedState({}, {})
+        digest = sha256_hex(data)
         try:
             document = json.loads(data.decode("utf-8"))
         except (UnicodeDecodeError, ValueError, RecursionError) as problem:
@@ -170,7 +173,7 @@ class HistoryStore:
              if isinstance(name, str) and isinstance(value, dict)},
             {name: value for name, value in runs.items()
              if isinstance(name, str) and isinstance(value, dict)}
-            if isinstance(runs, dict) else {})
+            if isinstance(runs, dict) else {}, digest)
 
     def _set_aside(self, reason: str) -> None:
         aside = f"{self.path}.damaged-{time.strftime('%Y%m%dT%H%M%S')}"
@@ -184,9 +187,12 @@ class HistoryStore:
                   self.path, reason, aside)
 
     def save(self, states: dict[str, TaskHistory],
-             runs: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+             runs: Mapping[str, Mapping[str, Any]] | None = None) -> str:
         """Write all states, and the records of the runs in progress: a temporary file in the
         same directory, fsync, then os.replace.
+
+        Returns:
+            The SHA-256 of what was written (what :meth:`load_all` gives as ``digest``).
 
         Raises:
             OSError: the directory is not writable.
@@ -195,5 +201,6 @@ class HistoryStore:
                     # vars(), not asdict(): every field is a plain value, nothing to deep-copy
                     "tasks": {name: vars(state) for name, state in sorted(states.items())},
                     "runs": dict(runs or {})}
-        write_atomically(self.path, json.dumps(document, separators=(",", ":"),
-                                               sort_keys=True))
+        text = json.dumps(document, separators=(",", ":"), sort_keys=True)
+        write_atomically(self.path, text)
+        return sha256_hex(text.encode("utf-8"))

@@ -7,6 +7,7 @@ message on the terminal and gets exit status 1.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import grp
 import importlib.util
 import logging
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from mirror.config import MirrorConfig
 from mirror.daemon import DaemonPaths, MirrorDaemon
+from mirror.digest import sha256_hex
 from mirror.fdlimits import raise_nofile_limit
 from mirror.history import StateFileError
 from mirror.i18n import _
@@ -30,6 +32,7 @@ from mirror.locations import ConfigLocation, default_config_dir, pidfile_path, s
 from mirror.pidfile import AlreadyRunning, PidFile
 from mirror.pluginsettings import discover
 from mirror.process import become_subreaper
+from mirror.reexec import Handover, HandoverError, Restarter, adopt_socket, image_argv
 from mirror.safeopen import UnsafePath, open_file
 from mirror.signals import SignalPipe
 
@@ -104,21 +107,8 @@ def statefile_name(location: ConfigLocation | None) -> str:
     if config_dir == os.path.realpath(default_config_dir()):
         return STATEFILE_NAME
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", os.path.basename(config_dir)).strip("._") or "root"
-    digest = _sha256_hex(config_dir.encode("utf-8", "surrogateescape"))[:8]
+    digest = sha256_hex(config_dir.encode("utf-8", "surrogateescape"))[:8]
     return f"state-{name}-{digest}.json"
-
-
-def _sha256_hex(data: bytes) -> str:
-    """hashlib's sha256 hex digest of *data* without importing hashlib, which maps OpenSSL's
-    libcrypto (about 3.5 MB of the daemon's memory) for one digest at start."""
-    # By name: which private module exists depends on the Python version.
-    for module in ("_sha2", "_sha256", "hashlib"):  # 3.12+, up to 3.11, the fallback
-        try:
-            sha256 = importlib.import_module(module).sha256
-        except ImportError:
-            continue
-        return str(sha256(data).hexdigest())
-    raise ImportError("no sha256")
 
 
 def _ensure_directory(path: str, what: str, hint: str) -> None:
@@ -330,7 +320,7 @@ def _check_interpreter() -> None:
                     uid=os.getuid(), path=place))
 
 
-def _preload_plugins(config: MirrorConfig) -> list[EntryPointLike]:
+def preload_plugins(config: MirrorConfig) -> list[EntryPointLike]:
     """Find the plugins and import their modules now, while the interpreter's files are
     surely readable; their threads start after detaching. A plugin that fails to import
     is reported when the plugins are enabled."""
@@ -361,6 +351,11 @@ def run_daemon(location: ConfigLocation, config: MirrorConfig, options: DaemonOp
     if config.errors:
         raise StartupError(_("the config has {count} errors; mirrord does not start").format(
             count=len(config.errors)))
+    try:
+        handover = Handover.take(os.environ)  # set when an older image executed this one
+    except HandoverError as problem:
+        raise StartupError(str(problem)) from None
+    start_cwd = handover.cwd if handover else _current_directory()
     user, gid = _user_and_group(options)
     switching = user is not None or gid is not None
     pidfile = pidfile_path(location, options.pidfile)
@@ -370,10 +365,14 @@ def run_daemon(location: ConfigLocation, config: MirrorConfig, options: DaemonOp
         raise StartupError(_("the control socket path {path} is longer than {limit} bytes; "
                              "put the pidfile somewhere shorter with -P").format(
                                  path=paths.socket, limit=MAX_SOCKET_PATH))
-    detacher = None if options.foreground else _import_detacher()
-    entries = _preload_plugins(config)
-    opened = _open_logfile(options, user.pw_uid if user else None)
-    if switching:
+    detacher = None if options.foreground or handover else _import_detacher()
+    entries = preload_plugins(config)
+    if handover is None:
+        opened = _open_logfile(options, user.pw_uid if user else None)
+    else:  # the log, like the users, is as the first image set it up
+        opened = None if handover.log is None else (handover.log_path or "", handover.log)
+        options = dataclasses.replace(options, append=True)
+    if switching and handover is None:
         try:
             _drop_privileges(user, gid)
         except OSError as problem:  # e.g. no CAP_SETUID/CAP_SETGID in a hardened unit
@@ -390,9 +389,14 @@ def run_daemon(location: ConfigLocation, config: MirrorConfig, options: DaemonOp
     state_lock = PidFile(paths.statefile + LOCK_SUFFIX)
     signals: SignalPipe | None = None
     try:
-        _acquire(lock, _("pidfile"))
+        if handover is not None:
+            lock.adopt(handover.pidfile)
+            state_lock.adopt(handover.state_lock)
+        else:
+            _acquire(lock, _("pidfile"))
         try:
-            _acquire(state_lock, _("state file lock"))
+            if handover is None:
+                _acquire(state_lock, _("state file lock"))
         except AlreadyRunning as other:
             raise StartupError(_(
                 "the state file {path} is in use by another mirrord (pid {pid}); give each "
@@ -407,15 +411,25 @@ def run_daemon(location: ConfigLocation, config: MirrorConfig, options: DaemonOp
             daemon = MirrorDaemon(location, config, paths, zone)
         except StateFileError as problem:
             raise StartupError(str(problem)) from None
+        if handover is not None:
+            daemon.expected_state_digest = handover.state_digest
         _note_old_default_state(config, paths.statefile)
         # Before the socket and the pidfile exist: a reload or stop sent as soon as they
         # appear must reach the loop, not end the daemon by the default action.
         signals = SignalPipe()
         try:
-            daemon.control.bind()
+            if handover is not None:
+                daemon.control.adopt(adopt_socket(handover.control))
+            else:
+                daemon.control.bind()
+        except HandoverError as problem:
+            raise StartupError(str(problem)) from None
         except OSError as problem:
             raise StartupError(_("cannot create the control socket {path}: {reason}").format(
                 path=paths.socket, reason=problem.strerror or problem)) from None
+        if handover is not None:
+            log.info("mirrord executed again (pid %d): the new code and config take over",
+                     os.getpid())
         for issue in config.warnings:
             log.warning("%s", issue)
         if detacher is None:
@@ -426,9 +440,15 @@ def run_daemon(location: ConfigLocation, config: MirrorConfig, options: DaemonOp
                                     if daemon.control.sock else None, _stream_fd(handler),
                                     *signals.descriptors())
                       if fd is not None])
-        lock.write(os.getpid())
-        state_lock.write(os.getpid())
+        if handover is None:
+            lock.write(os.getpid())
+            state_lock.write(os.getpid())
         become_subreaper()
+        daemon.restarter = Restarter(image_argv(), lambda: Handover(
+            pid=os.getpid(), control=daemon.control.fileno(), pidfile=lock.fd or -1,
+            state_lock=state_lock.fd or -1, log=_stream_fd(handler),
+            log_path=getattr(handler, "path", None), cwd=start_cwd,
+            state_digest=daemon.handover_digest))
         daemon.load_plugins(entries)
         profiler = None
         if options.profile:
@@ -456,6 +476,15 @@ def run_daemon(location: ConfigLocation, config: MirrorConfig, options: DaemonOp
         state_lock.release()
         lock.release()
     return 0
+
+
+def _current_directory() -> str:
+    """Where mirrord was started (``python -m mirror`` imports from there), or / when that
+    directory is gone."""
+    try:
+        return os.getcwd()
+    except OSError:
+        return "/"
 
 
 def _acquire(lock: PidFile, what: str) -> None:

@@ -52,6 +52,11 @@ class PidFile:
         os.ftruncate(fd, 0)  # a stale pid must not be signalled before write() records ours
         self._fd = fd
 
+    def adopt(self, fd: int) -> None:
+        """Hold the lock an earlier image of this process took (:mod:`mirror.reexec`): *fd*
+        is that image's open, locked descriptor of the file."""
+        self._fd = fd
+
     @property
     def fd(self) -> int | None:
         return self._fd

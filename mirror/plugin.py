@@ -66,7 +66,16 @@ from mirror.events import (
     TaskStartEvent,
     TaskStopEvent,
 )
-from mirror.history import CANCELLED, FAILED, KILLED, SUCCESS, TIMEOUT, RunResult
+from mirror.history import (
+    CANCELLED,
+    FAILED,
+    INTERRUPTED,
+    KILLED,
+    SUCCESS,
+    TIMEOUT,
+    UNATTENDED,
+    RunResult,
+)
 from mirror.loopcalls import UNANSWERED, LoopClosed
 from mirror.pluginbase import PluginBase
 from mirror.pluginhost import HostAPI
@@ -92,11 +101,13 @@ __all__ = [
     "EVENT_TYPES",
     "FAILED",
     "IDLE",
+    "INTERRUPTED",
     "KILLED",
     "RUNNING",
     "SUCCESS",
     "TIMEOUT",
     "UNANSWERED",
+    "UNATTENDED",
     "Conditions",
     "HandlerMismatch",
     "HostAPI",

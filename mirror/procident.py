@@ -88,12 +88,23 @@ class ProcessIdentity:
 
     def matches(self) -> bool:
         """Whether the process recorded is still alive (not a zombie) and is this one: the
-        same boot, the same start time and the run's id in its environment."""
+        same boot, the same start time, the run's id in its environment, and this process's
+        user (mirrord's syncs run as mirrord's user; a process of a less privileged user that
+        copied a run's id into its environment is not taken for a sync)."""
         info = process_info(self.pid)
         if info is None or info.state == "Z":
             return False
         return (info.start_ticks == self.start_ticks and bool(self.boot)
-                and self.boot == boot_id() and run_id_of(self.pid) == self.run_id)
+                and self.boot == boot_id() and _owner(self.pid) == os.geteuid()
+                and run_id_of(self.pid) == self.run_id)
+
+
+def _owner(pid: int) -> int | None:
+    """The effective user of *pid* (the owner of its /proc directory)."""
+    try:
+        return os.stat(f"/proc/{pid}").st_uid
+    except OSError:
+        return None
 
 
 def is_child(pid: int) -> bool:

@@ -7,6 +7,7 @@ started), between a header line and a footer line written by the daemon.
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import shlex
 from collections.abc import Mapping
@@ -219,17 +220,30 @@ class RunRecord:
         pid = value("pid", int)
         if pid <= 1:
             raise ValueError(_("'pid' {pid} is not a process a run can have").format(pid=pid))
-        try:
-            kind = RunKind(value("kind", str))
-            ending_text = value("ending", str, optional=True)
-            ending = None if ending_text is None else Ending(ending_text)
-        except ValueError as problem:
-            raise ValueError(str(problem)) from None
+
+        def word(key: str, words: type[TextEnum], optional: bool = False) -> Any:
+            text = value(key, str, optional)
+            if text is None:
+                return None
+            for member in words:
+                if member.value == text:
+                    return member
+            raise ValueError(_("{key!r} is not one of {words}").format(
+                key=key, words=", ".join(member.value for member in words)))
+
+        def instant(key: str) -> float:
+            # A huge integer would raise OverflowError in float(), and NaN or infinity
+            # would poison the queue's order (the timeout entry counts from it).
+            number = value(key, (int, float))
+            if (isinstance(number, int) and abs(number) > 2 ** 53) or not math.isfinite(number):
+                raise ValueError(_("{key!r} is not a time").format(key=key))
+            return float(number)
+
+        kind, ending = word("kind", RunKind), word("ending", Ending, optional=True)
         return cls(name=name, kind=kind, plan=tuple(plan), stage=stage_number,
                    upstream=value("upstream", str, optional=True),
                    upstream_index=value("upstream_index", int),
-                   started=float(value("started", (int, float))),
-                   stage_started=float(value("stage_started", (int, float))),
+                   started=instant("started"), stage_started=instant("stage_started"),
                    log_path=value("log_path", str), first_pid=value("first_pid", int),
                    identity=ProcessIdentity(pid=pid, start_ticks=value("start_ticks", int),
                                             boot=value("boot", str),

@@ -31,6 +31,9 @@ class SignalPipe:
         for signum in self._signals:
             signal.signal(signum, _record)
             signal.siginterrupt(signum, False)
+        # An older image of mirrord blocked them across its exec (mirror.reexec): what
+        # arrived meanwhile is pending, and is delivered to the handlers now.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, self._signals)
 
     def descriptors(self) -> tuple[int, int]:
         """The pipe's two ends (kept open when the daemon detaches)."""

@@ -16,10 +16,12 @@ from mirror.plugin import (
     CANCELLED,
     DISABLED,
     FAILED,
+    INTERRUPTED,
     KILLED,
     RUNNING,
     SUCCESS,
     TIMEOUT,
+    UNATTENDED,
     Snapshot,
     TaskView,
 )
@@ -46,6 +48,11 @@ def result_message(task: TaskView) -> str:
         return "Cancelled by an admin"
     if task.result == KILLED:
         return "Ended because mirrord stopped"
+    if task.result == UNATTENDED:
+        return ("Ended while mirrord was not watching it (after a crash); "
+                "its exit status is unknown")
+    if task.result == INTERRUPTED:
+        return "Interrupted: it ended while mirrord was not running; its exit status is unknown"
     if task.signal is not None:
         return f"Killed by {task.signal}"
     code = task.exit_code
@@ -111,7 +118,9 @@ def jobs_status(task: TaskView) -> str:
         return "disabled"
     if task.result == SUCCESS:
         return "success"
-    if task.result in (FAILED, TIMEOUT):
+    # After a crash the mirror is not known to be fresh: unattended and interrupted are
+    # "failed" too (tunasync has no word for "unknown").
+    if task.result in (FAILED, TIMEOUT, UNATTENDED, INTERRUPTED):
         return "failed"
     if task.result in (CANCELLED, KILLED):
         return "paused"

@@ -13,7 +13,15 @@ from datetime import datetime, tzinfo
 from typing import TYPE_CHECKING
 
 from mirror.localzone import iso
-from mirror.plugin import FAILED, SUCCESS, TIMEOUT, RunFinishedEvent, TaskView
+from mirror.plugin import (
+    FAILED,
+    INTERRUPTED,
+    SUCCESS,
+    TIMEOUT,
+    UNATTENDED,
+    RunFinishedEvent,
+    TaskView,
+)
 from mirror.plugins.feeds import result_message
 
 if TYPE_CHECKING:
@@ -26,14 +34,21 @@ TAIL_BYTES = 64 * 1024  # a log of a few enormous lines must not become an enorm
 _BLOCK = 8192
 # mirror.runs.footer_line: the line written when a stage ends.
 _FOOTER = re.compile(r"=== mirrord (\S+) end (\S+) stage [0-9]+/[0-9]+: ")
+# The results that start a failure streak: the sync failed, or may have. Unattended and
+# interrupted runs follow a crash of mirrord, which an admin must hear about.
+_BAD = (FAILED, TIMEOUT, UNATTENDED, INTERRUPTED)
+# Results without an exit status whose run still wrote a footer (mirrord wrote it for them).
+_FOOTED = (UNATTENDED, INTERRUPTED)
 
 
 def transition(event: RunFinishedEvent) -> str | None:
     """Whether *event* starts a failure streak (FAILURE) or ends one (RECOVERY), else None.
 
-    Cancelled and killed runs are neither: they say nothing about the upstream.
+    A run that failed, timed out, ended unattended or was interrupted after a success (or as
+    the first run) starts one. Cancelled and killed runs are neither: they say nothing about
+    the upstream.
     """
-    if event.result in (FAILED, TIMEOUT) and event.previous_failures == 0:
+    if event.result in _BAD and event.previous_failures == 0:
         return FAILURE
     if event.result == SUCCESS and event.previous_failures > 0:
         return RECOVERY
@@ -89,7 +104,7 @@ def own_lines(tail: list[str], event: RunFinishedEvent) -> list[str]:
     That footer is the last one of the task stamped no later than the run's end.
     A run whose stage never started wrote no footer of its own; then *tail* is kept.
     """
-    if event.exit_code is None and event.signal is None:
+    if event.exit_code is None and event.signal is None and event.result not in _FOOTED:
         return tail
     for index in range(len(tail) - 1, -1, -1):
         match = _FOOTER.match(tail[index])
@@ -104,11 +119,16 @@ def own_lines(tail: list[str], event: RunFinishedEvent) -> list[str]:
 
 
 def subject(event: RunFinishedEvent, kind: str, hostname: str) -> str:
-    """``[mirror HOST] debian failed (exit 23)``, ``… timed out``, ``… recovered``."""
+    """``[mirror HOST] debian failed (exit 23)``, ``… timed out``, ``… ended while
+    unattended``, ``… interrupted``, ``… recovered``."""
     if kind == RECOVERY:
         what = "recovered"
     elif event.result == TIMEOUT:
         what = "timed out"
+    elif event.result == UNATTENDED:
+        what = "ended while unattended"
+    elif event.result == INTERRUPTED:
+        what = "interrupted"
     elif event.signal is not None:
         what = f"failed ({event.signal})"
     elif event.exit_code is None:
@@ -146,12 +166,27 @@ def body(event: RunFinishedEvent, kind: str, view: TaskView | None, zone: tzinfo
         plural = "s" if event.previous_failures != 1 else ""
         opening = (f"{name} synced successfully again, after {event.previous_failures} "
                    f"failed run{plural}.")
+    elif event.result == UNATTENDED:
+        opening = (f"{name}'s sync ended while mirrord was not watching it: mirrord had "
+                   f"crashed or been killed, and the mirrord started after it took the "
+                   f"running sync over but could not learn its exit status. It counts as "
+                   f"failed. You get no further mail while it keeps failing, and one when it "
+                   f"succeeds again.")
+    elif event.result == INTERRUPTED:
+        opening = (f"{name}'s sync was interrupted: mirrord had crashed or been killed, and "
+                   f"when mirrord started again the sync's processes were gone. Whether it "
+                   f"finished is unknown; it is not counted as a failure, so no recovery "
+                   f"mail follows.")
     else:
         what = "timed out" if event.result == TIMEOUT else "failed"
         opening = (f"{name} {what}. You get no further mail while it keeps failing, "
                    f"and one when it succeeds again.")
     if event.signal is not None:
         status = ("Signal", event.signal)
+    elif event.result in _FOOTED:
+        status = ("Exit code", "unknown (mirrord was not running when it ended)"
+                  if event.result == INTERRUPTED else
+                  "unknown (its process was not a child of this mirrord)")
     elif event.exit_code is None:
         status = ("Exit code", "none (the command could not be started)")
     else:

@@ -2,8 +2,9 @@
 """Notifier: mails [general] emails when a task starts failing and when it recovers.
 
 One mail per transition, not one per failed retry: a failure mail when a run
-fails or times out after a success (or first ever run), a recovery mail when a
-run succeeds after failures. Mails go out through SMTP on the plugin's own
+fails, times out, ends unattended or is interrupted (the last two after a crash of
+mirrord) after a success (or first ever run), a recovery mail when a run succeeds
+after failures. Mails go out through SMTP on the plugin's own
 thread; a server that cannot be reached is logged and delays only this plugin.
 See docs/plugins.md.
 

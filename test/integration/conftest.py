@@ -89,6 +89,10 @@ def rsync_daemon(tmp_path_factory) -> Iterator[RsyncDaemon]:
     slow = base / "slow"
     slow.mkdir()
     (slow / "large.bin").write_bytes(os.urandom(4 * 1024 * 1024))
+    # For two-stage runs that last: rsyncdir two/, firststage pool (2 MiB), then a small rest.
+    (slow / "two" / "pool").mkdir(parents=True)
+    (slow / "two" / "pool" / "part.bin").write_bytes(os.urandom(2 * 1024 * 1024))
+    (slow / "two" / "top.txt").write_text("the rest of the tree\n")
     port = free_port()
     conf = base / "rsyncd.conf"
     conf.write_text(
@@ -127,11 +131,13 @@ class Mirrord:
         return [sys.executable, "-m", "mirror", "-c", str(self.directory), "-P",
                 str(self.pidfile), *extra]
 
-    def start(self, *extra: str, env: dict[str, str] | None = None) -> Mirrord:
+    def start(self, *extra: str, env: dict[str, str] | None = None,
+              cwd: Path | None = None) -> Mirrord:
+        """Start it with -D; from *cwd*, ``python -m mirror`` imports the mirror found there."""
         self.process = subprocess.Popen(
             self.argv("-D", "-l", str(self.logfile), "-L", "debug", *extra),
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-            env=dict(os.environ, TZ="UTC", **(env or {})))
+            env=dict(os.environ, TZ="UTC", **(env or {})), cwd=cwd)
         wait_for(lambda: self.process.poll() is not None or self.answers(), what="mirrord")
         if self.process.poll() is not None:
             raise AssertionError(f"mirrord exited {self.process.returncode}: "

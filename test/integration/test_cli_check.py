@@ -177,7 +177,7 @@ def test_missing_config(tmp_path):
     (["--since", "2026-01-01"], "--since goes with --check"),
     (["--wait"], "--wait goes with --run"),
     (["--check", "-t"], "not allowed with argument"),
-    (["-s", "restart"], "invalid choice: 'restart' (choose from 'stop', 'reload')"),
+    (["-s", "bounce"], "invalid choice: 'bounce' (choose from 'stop', 'reload', 'restart')"),
     (["-L", "loud"], "invalid choice: 'loud'"),
     (["--bogus"], "unrecognized arguments: --bogus"),
 ])

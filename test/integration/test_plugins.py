@@ -145,8 +145,9 @@ def test_a_plugin_asks_the_loop_for_a_run_and_a_snapshot(mirrord, rsync_daemon, 
     assert entry["reply"]["ok"] and entry["reply"]["state"] == "running"
     assert (entry["task"], entry["result"], entry["kind"]) == ("early", "success", "manual")
     assert entry["snapshot"]["state"] == "idle" and entry["snapshot"]["result"] == "success"
-    assert entry["snapshot"]["last_success"] == load_state(daemon.directory)["early"][
-        "last_success"]
+    # The state file follows within STATE_FLUSH_SECONDS (writes are coalesced).
+    wait_for(lambda: entry["snapshot"]["last_success"] == load_state(daemon.directory)["early"]
+             .get("last_success"), what="the state file to record the success")
     assert (daemon.directory / "early" / "docs" / "README").exists()
 
 

@@ -100,3 +100,22 @@ def test_the_system_unit_runs_as_mirror_with_its_directories_and_hardening():
         assert f"\n{line}\n" in text
     # Strict would make every mirror directory read-only for rsync.
     assert "ProtectSystem=strict" not in text
+
+
+def test_restart_in_place_tells_systemd_reloading_then_ready_with_the_same_main_pid(
+        mirrord, tmp_path):
+    address = str(tmp_path / "notify")
+    listener = NotifySocket(address)
+    daemon = mirrord(general() + simple_task("long", "sleep 300"),
+                     env={"NOTIFY_SOCKET": address})
+    listener.wait("READY", "1")
+    daemon.ask({"command": "run", "name": "long"})
+    seen = len(listener.messages)
+    restarted = daemon.cli("-s", "restart")
+    assert restarted.returncode == 0, restarted.stderr
+    reloading = listener.wait("RELOADING", "1", after=seen)
+    assert int(reloading["MONOTONIC_USEC"]) > 0
+    ready = listener.wait("READY", "1", after=listener.messages.index(reloading))
+    # The new image found systemd's socket although the first one took it out of the
+    # environment its syncs inherit; the main pid is unchanged.
+    assert ready["MAINPID"] == str(daemon.pid) and ready["STATUS"] == "1 tasks, 1 running"

@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import os
 from dataclasses import replace
-from datetime import date
+from datetime import date, timezone
 
 import pytest
 
 from mirror.diagnostics import IssueCollector
-from mirror.plugins.feeds import human_size, jobs_status, result_message
+from mirror.plugins.feeds import (
+    human_size,
+    jobs_document,
+    jobs_status,
+    result_message,
+    status_document,
+)
 from mirror.plugins.size import parse_total_size, read_run_tail
 from mirror.plugins.systemtask import SystemTask, old_task_logs
 from mirror.pluginsettings import PluginSection, Setting, validate
 from mirror.values import parse_non_negative_int
-from mirror.views import TaskView
+from mirror.views import Snapshot, TaskView
 
 VIEW = TaskView(
     name="debian", type="rsync", enabled=True, state="idle", upstreams=("up",), upstream="up",
@@ -36,6 +42,13 @@ VIEW = TaskView(
      "failed"),
     ({"result": "cancelled"}, "Cancelled by an admin", "paused"),
     ({"result": "killed"}, "Ended because mirrord stopped", "paused"),
+    # After a crash: the exit status is unknown, and the mirror is not known to be fresh.
+    ({"result": "unattended"},
+     "Ended while mirrord was not watching it (after a crash); its exit status is unknown",
+     "failed"),
+    ({"result": "interrupted"},
+     "Interrupted: it ended while mirrord was not running; its exit status is unknown",
+     "failed"),
     ({"type": "simple", "result": "failed", "exit_code": 3}, "Exited with code 3", "failed"),
     ({"state": "running", "result": "success", "exit_code": 0}, "Success", "syncing"),
     ({"state": "disabled", "enabled": False}, "Never run", "disabled"),
@@ -44,6 +57,21 @@ def test_result_messages_and_job_states_cover_every_outcome(changes, message, st
     view = replace(VIEW, **changes)
     assert result_message(view) == message
     assert jobs_status(view) == status
+
+
+def test_the_documents_show_a_crash_s_results_as_finished_failures_without_exit_code():
+    tasks = (replace(VIEW, name="gone", result="interrupted", last_end=1_700_000_000.0,
+                     consecutive_failures=2),
+             replace(VIEW, name="orphan", result="unattended", last_end=1_700_000_000.0,
+                     consecutive_failures=1, failures_total=1))
+    snapshot = Snapshot(taken=1_700_000_100.0, zone=timezone.utc, tasks=tasks, queue=(),
+                        logdir="/logs", emails=())
+    status = status_document(snapshot)
+    assert (status["gone"]["status"], status["gone"]["exitcode"]) == (2, None)
+    assert status["gone"]["message"].startswith("Interrupted: ")
+    assert status["orphan"]["message"].startswith("Ended while mirrord was not watching it")
+    assert status["orphan"]["date"] == "2023-11-14 22:13:20"
+    assert [job["status"] for job in jobs_document(snapshot)] == ["failed", "failed"]
 
 
 def test_human_sizes():

@@ -42,7 +42,7 @@ def test_bash_completes_options():
 
 def test_bash_completes_values():
     assert complete("-L", "w") == ["warning"]
-    assert complete("-s", "") == ["stop", "reload"]
+    assert complete("-s", "") == ["stop", "reload", "restart"]
 
 
 def test_bash_completes_task_names_from_the_config(tmp_path):
@@ -220,7 +220,7 @@ def test_zsh_completes_options(zsh: ZshCompletion):
 def test_zsh_completes_values(zsh: ZshCompletion):
     assert zsh.complete("mirrord -L ") == choices("-L")
     assert zsh.complete("mirrord --loglevel w") == ["warning"]
-    assert zsh.complete("mirrord -s ") == choices("-s") == ["reload", "stop"]
+    assert zsh.complete("mirrord -s ") == choices("-s") == ["reload", "restart", "stop"]
 
 
 @needs_zsh

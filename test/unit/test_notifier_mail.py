@@ -32,6 +32,9 @@ def event(**changes: object) -> RunFinishedEvent:
     ("failed", 1, None), ("timeout", 4, None),
     ("success", 1, mailtext.RECOVERY), ("success", 0, None),
     ("cancelled", 0, None), ("cancelled", 3, None), ("killed", 0, None), ("killed", 2, None),
+    # A crash is something an admin must hear about: both of its results start a streak.
+    ("unattended", 0, mailtext.FAILURE), ("unattended", 2, None),
+    ("interrupted", 0, mailtext.FAILURE), ("interrupted", 1, None),
 ])
 def test_only_the_start_and_the_end_of_a_failure_streak_get_a_mail(result, previous, expected):
     assert mailtext.transition(event(result=result, previous_failures=previous)) == expected
@@ -43,6 +46,9 @@ def test_only_the_start_and_the_end_of_a_failure_streak_get_a_mail(result, previ
     ({"exit_code": None}, mailtext.FAILURE, "debian failed (could not start)"),
     ({"result": "timeout", "signal": "SIGTERM"}, mailtext.FAILURE, "debian timed out"),
     ({"result": "success", "exit_code": 0}, mailtext.RECOVERY, "debian recovered"),
+    ({"result": "unattended", "exit_code": None}, mailtext.FAILURE,
+     "debian ended while unattended"),
+    ({"result": "interrupted", "exit_code": None}, mailtext.FAILURE, "debian interrupted"),
 ])
 def test_subject(changes, kind, expected):
     assert mailtext.subject(event(**changes), kind, "box") == f"[mirror box] {expected}"
@@ -98,6 +104,35 @@ def test_body_names_everything_an_admin_needs():
         assert expected in text
     text = mailtext.body(event(), mailtext.FAILURE, None, timezone.utc, None, "No such file")
     assert "The log cannot be read: No such file" in text
+
+
+def test_the_body_of_a_crash_s_mail_says_what_happened_and_that_the_status_is_unknown():
+    unattended = mailtext.body(event(result="unattended", exit_code=None, retry_at=START + 600),
+                               mailtext.FAILURE, None, timezone.utc, [])
+    assert unattended.startswith("debian's sync ended while mirrord was not watching it: ")
+    assert "It counts as failed." in unattended and "one when it succeeds again" in unattended
+    assert "Exit code:  unknown (its process was not a child of this mirrord)" in unattended
+    assert "Next retry: 2023-11-14T22:23:20+00:00" in unattended
+    interrupted = mailtext.body(event(result="interrupted", exit_code=None), mailtext.FAILURE,
+                                None, timezone.utc, [])
+    assert interrupted.startswith("debian's sync was interrupted: mirrord had crashed")
+    assert "not counted as a failure, so no recovery mail follows" in interrupted
+    assert "Exit code:  unknown (mirrord was not running when it ended)" in interrupted
+    assert "could not be started" not in unattended + interrupted
+
+
+def test_the_excerpt_of_a_crash_s_run_ends_at_the_footer_mirrord_wrote_for_it(tmp_path: Path):
+    log = tmp_path / "debian.log"
+    own = ["=== mirrord 2023-11-14T22:13:20+00:00 start debian stage 1/1 (run): rsync …",
+           "file 1",
+           "=== mirrord 2023-11-14T22:13:32+00:00 end debian stage 1/1: interrupted: mirrord "
+           "was not running after 12s"]
+    retry = ["=== mirrord 2023-11-14T22:13:33+00:00 start debian stage 1/1 (retry): rsync …"]
+    log.write_text("\n".join(own + retry) + "\n")
+    for result in ("interrupted", "unattended"):
+        excerpt = mailtext.log_excerpt(event(log_path=str(log), result=result, exit_code=None,
+                                             ended=START + 12.2))
+        assert excerpt == own, result
 
 
 @pytest.mark.parametrize(("key", "text"), [

@@ -148,7 +148,7 @@ def test_plugin_modules_and_settings_import_light():
 
 
 def test_discovery_reads_entry_points_without_importlib_metadata():
-    # What the daemon runs first (lifecycle._preload_plugins): discover, then import the
+    # What the daemon runs first (lifecycle.preload_plugins): discover, then import the
     # plugins' modules. importlib.metadata would import email (1.2 MB in all) for this.
     code = textwrap.dedent("""
         import json, sys

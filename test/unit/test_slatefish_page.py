@@ -53,12 +53,17 @@ SNAPSHOT = Snapshot(
         task("off", enabled=False, state="disabled", next_run=None),
         task("stopped", result="cancelled", signal="SIGTERM", last_end=NOW - 60),
         task("fresh", type="simple", upstreams=(), localdir=None),
+        # After a crash: adopted and ended unattended (counted), or gone (not counted).
+        task("adopted", result="unattended", last_end=NOW - 600, duration=7200.0,
+             consecutive_failures=3, failures_total=4),
+        task("gone", result="interrupted", last_end=NOW - 900, consecutive_failures=2,
+             failures_total=2),
     ), key=lambda view: view.name)),
     queue=(QueueView("ok", "run", NOW + 1800, 10), QueueView("broken", "retry", NOW + 60, 10),
            QueueView("logcleaner", "system", NOW + 7200, 5)))
 
 STATES = {"ok": "success", "broken": "failed", "busy": "syncing", "off": "disabled",
-          "stopped": "paused", "fresh": "none"}
+          "stopped": "paused", "fresh": "none", "adopted": "failed", "gone": "failed"}
 
 
 # --- listen ----------------------------------------------------------------------------
@@ -153,6 +158,13 @@ def test_page_rows_states_and_texts():
     assert "Killed by SIGTERM" not in page.rows["stopped"]  # cancelled says so instead
     assert "Cancelled by an admin" in page.rows["stopped"] and "SIGTERM" in page.rows["stopped"]
     assert "not scheduled" in page.rows["off"] and "in 30 min" in page.rows["ok"]
+    assert "3 failures in a row" in page.rows["adopted"]
+    # No "exit N" among the details: the exit status is unknown.
+    assert "Ended while mirrord was not watching it (after a crash); its exit status is " \
+        "unknown 10 min ago · took 2 h 0 min" in page.rows["adopted"]
+    assert "Interrupted: it ended while mirrord was not running" in page.rows["gone"]
+    assert "failures in a row" not in page.rows["gone"]  # an interruption is not counted
+    assert '<span class="count" data-state="failed">3 failed</span>' in text
     assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in text
     assert '<meta http-equiv="refresh" content="60">' in text
 
@@ -248,8 +260,11 @@ def test_metrics():
     assert values("mirror_task_last_exit_code") == {"ok": 0, "broken": 23, "stopped": -15}
     assert values("mirror_task_last_success_timestamp_seconds") == {
         "ok": NOW - 3 * 3600, "broken": NOW - 2 * 86400}
-    assert values("mirror_task_last_duration_seconds") == {"ok": 60, "broken": 4}
+    assert values("mirror_task_last_duration_seconds") == {"ok": 60, "broken": 4,
+                                                           "adopted": 7200}
     assert values("mirror_task_failures")["broken"] == 7
+    assert values("mirror_task_failures")["adopted"] == 4
+    assert values("mirror_task_consecutive_failures")["gone"] == 2
     assert families["mirror_task_failures"].type == "counter"
     assert values("mirror_task_size_bytes") == {"ok": 3 * 1024**3}
     assert values("mirror_task_enabled")["off"] == 0

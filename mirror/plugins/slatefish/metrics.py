@@ -54,15 +54,18 @@ def task_families(snapshot: Snapshot) -> list[Metric]:
     exit_code = GaugeMetricFamily(
         "mirror_task_last_exit_code",
         "Exit code of the last run's last stage, -N if signal N ended it; absent if the run "
-        "could not start or never ran.", labels=["task"])
+        "could not start, never ran, or ended while mirrord could not learn its exit status "
+        "(unattended, interrupted).", labels=["task"])
     next_run = GaugeMetricFamily("mirror_task_next_run_timestamp_seconds",
                                  "When the next scheduled run is due (epoch seconds).",
                                  labels=["task"])
     streak = GaugeMetricFamily("mirror_task_consecutive_failures",
-                               "Failed or timed-out runs in a row, up to the last one.",
+                               "Runs in a row that failed, timed out or ended unattended, "
+                               "up to the last one.",
                                labels=["task"])
     failures = CounterMetricFamily("mirror_task_failures",
-                                   "Failed or timed-out runs, ever (kept in the state file).",
+                                   "Runs that failed, timed out or ended unattended, ever "
+                                   "(kept in the state file).",
                                    labels=["task"])
     size = GaugeMetricFamily("mirror_task_size_bytes",
                              "Size of the task's mirror as last measured; absent if unknown.",

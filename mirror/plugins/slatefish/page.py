@@ -13,13 +13,15 @@ from collections import Counter
 from datetime import datetime, tzinfo
 from html import escape
 
-from mirror.plugin import FAILED, RUNNING, TIMEOUT, Snapshot, TaskView
+from mirror.plugin import RUNNING, RunResult, Snapshot, TaskView
 from mirror.plugins.feeds import human_size, jobs_status, result_message
 
 REFRESH_SECONDS = 60
 ABSOLUTE_FORMAT = "%Y-%m-%d %H:%M %Z"
 STATE_ORDER = ("syncing", "failed", "paused", "success", "none", "disabled")
 STATE_LABELS = {"none": "never run"}
+# The results counted as failures (failed, timeout, unattended): those a streak is made of.
+COUNTED_FAILURES = frozenset(result for result in RunResult if result.went_wrong)
 
 _STYLE = """
 :root{--bg:#f6f8fa;--card:#fff;--text:#1f2328;--muted:#59636e;--line:#d1d9e0;
@@ -117,7 +119,7 @@ def _state_cell(task: TaskView, word: str, snapshot: Snapshot) -> str:
         stage = f"stage {task.stage}/{task.stages}, " if task.stages and task.stages > 1 else ""
         cell += f"<small>{escape(stage)}started {escape(relative(task.started, snapshot.taken))}"
         cell += "</small>"
-    elif task.result in (FAILED, TIMEOUT) and task.consecutive_failures > 1:
+    elif task.result in COUNTED_FAILURES and task.consecutive_failures > 1:
         cell += f"<small>{task.consecutive_failures} failures in a row</small>"
     return cell
 
