@@ -21,7 +21,7 @@ from mirror.tables import format_table
 EXIT_OK = 0
 EXIT_FAILED = 1
 STOP_WAIT_SECONDS = 120
-RESTART_WAIT_SECONDS = 180  # the new code's trial run, the plugins' stop, the new image's start
+RESTART_WAIT_SECONDS = 120  # the new code's trial run, the plugins' stop, the new image's start
 RESTART_POLL_SECONDS = 0.1
 COLOURS = {"run": "32", "retry": "33", "timeout": "31", "system": "36",
            "running": "32", "disabled": "2"}
@@ -136,7 +136,8 @@ def restart_daemon(sock: str) -> int:
     while time.monotonic() < deadline:
         time.sleep(RESTART_POLL_SECONDS)
         try:
-            info = request(sock, {"command": "info"}, timeout=RESTART_WAIT_SECONDS)
+            info = request(sock, {"command": "info"},
+                           timeout=max(0.1, deadline - time.monotonic()))
         except DaemonUnavailable:
             continue
         if info.get("image") != old_image:

@@ -183,6 +183,7 @@ class SchedulingCore:
             self.tasks[task.name] = task
             if task.enabled:
                 self._queue_next_run(task, now)
+                self._queue_retry_from_history(task, now)
 
     # --- views (for snapshots and clients) ---------------------------------------------------
 
@@ -409,13 +410,16 @@ class SchedulingCore:
         self._running[name] = run
         return run
 
-    def adopt(self, record: RunRecord, now: float) -> Run:
+    def adopt(self, record: RunRecord, now: float, trusted: bool = False) -> Run:
         """Take over the run *record* describes, left by a mirrord that ran before this one
-        (``-s restart``, or a crash): it counts as running, holds the localdir it held, and
-        its timeout counts from its original start. It goes on with the stages it was
-        planned with, whatever the config says now. Its task log is where the current
-        ``logdir`` puts it (the path in the record is not trusted: the state file may sit in
-        a directory a less privileged user can write).
+        (``-s restart``, or a crash): it counts as running, holds a localdir, and its timeout
+        counts from its original start. It goes on with the stages it was planned with.
+
+        A *trusted* record (one the last image of this very process handed over) keeps its
+        task log and localdir as recorded. Otherwise the state file may have been written by
+        someone else (it may sit in a directory a less privileged user can write): the log is
+        where the current ``logdir`` puts it, and the localdir held is the task's as
+        configured now.
 
         Returns:
             The run, at the recorded stage; the caller watches its process.
@@ -428,15 +432,20 @@ class SchedulingCore:
             raise KeyError(record.name)
         self._running[task.name] = None
         self.queue.cancel(RETRY, task.name)
-        if record.localdir is not None and record.resolved is not None:
-            self._holding[task.name] = Holding(task.name, record.localdir, record.resolved)
+        if trusted:
+            log_path = record.log_path
+            if record.localdir is not None and record.resolved is not None:
+                self._holding[task.name] = Holding(task.name, record.localdir, record.resolved)
+        else:
+            log_path = log_path_for(self.general.logdir, task.name, record.started, self.zone)
+            resolved = self._resolve(task)
+            if task.localdir is not None and resolved is not None:
+                self._holding[task.name] = Holding(task.name, task.localdir, resolved)
         if task.timeout:
             self.queue.push(record.started + task.timeout, task.priority, TIMEOUT, task.name)
         run = Run(task=task, kind=record.kind, plan=list(record.plan), upstream=record.upstream,
                   upstream_index=record.upstream_index, started=record.started,
-                  log_path=log_path_for(self.general.logdir, task.name, record.started,
-                                        self.zone),
-                  stage=record.stage, ending=record.ending,
+                  log_path=log_path, stage=record.stage, ending=record.ending,
                   pid=record.identity.pid, first_pid=record.first_pid,
                   stage_started=record.stage_started, run_id=record.identity.run_id,
                   identity=record.identity)
@@ -589,6 +598,20 @@ class SchedulingCore:
         for entry in self.queue.entries():
             if entry.kind in (TIMEOUT, RETRY):
                 self.queue.push(entry.due + delta, entry.priority, entry.kind, entry.name)
+
+    def _queue_retry_from_history(self, task: TaskSpec, now: float) -> None:
+        """Queue again the retry an earlier mirrord had queued (a retry lives only in the
+        queue): after a run that went wrong, or was interrupted, with ``autoretry`` set, at
+        its end + autoretry (at once if that has passed), unless the next scheduled run
+        comes first."""
+        history = self.histories.get(task.name)
+        if (not task.autoretry or history is None or history.result is None
+                or not history.result.retried or history.last_end is None):
+            return
+        retry_at = max(now, history.last_end + task.autoretry)
+        next_run = self.queue.get(RUN, task.name)
+        if next_run is None or retry_at < next_run.due:
+            self.queue.push(retry_at, task.priority, RETRY, task.name)
 
     def _queue_next_run(self, task: TaskSpec, now: float) -> None:
         self.queue.push(self.next_scheduled(task, now), task.priority, RUN, task.name)

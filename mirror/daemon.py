@@ -48,7 +48,7 @@ from mirror.loopcalls import LoopCalls, LoopFunction, T
 from mirror.pluginhost import PluginHost
 from mirror.process import describe_status
 from mirror.procident import RUN_ID_VARIABLE, ProcessIdentity, process_info
-from mirror.reexec import Restarter
+from mirror.reexec import Restarter, hold_signals
 from mirror.runner import Launch, Launched, ProcessRunner, Runner
 from mirror.runs import (
     Ending,
@@ -141,6 +141,12 @@ class MirrorDaemon:
         # After an exec, the SHA-256 of the state file the last image wrote (mirror.lifecycle
         # sets it): a file changed since is not trusted with the runs' stages.
         self.expected_state_digest: str | None = None
+        # After an exec, the old image's children and the process groups it was ending, as
+        # the handover (not the state file) says.
+        self.handed_children: tuple[int, ...] = ()
+        self.handed_ending_groups: tuple[int, ...] = ()
+        self._drain_signals: Callable[[], list[int]] = list
+        self._restarting = False
         self.handover_digest: str | None = None  # of the state file this image last wrote
         self.core = SchedulingCore(config.tasks, config.general, zone, wall(), os.path.realpath,
                                    histories=self.states)
@@ -199,6 +205,7 @@ class MirrorDaemon:
             signals_fd: the read end of the signal wakeup pipe.
             drain_signals: returns the signal numbers received since the last call.
         """
+        self._drain_signals = drain_signals
         self.selector = selectors.DefaultSelector()
         self.timer = WallTimer()
         self.selector.register(signals_fd, selectors.EVENT_READ, None)
@@ -586,39 +593,45 @@ class MirrorDaemon:
         ended: after ``-s restart`` they are still this process's children; after a crash
         they are orphans (watched through a pidfd), or gone (recorded as interrupted)."""
         left, self._left_runs = self._left_runs or {}, None
-        if self.expected_state_digest not in (None, self._loaded_digest):
+        for pgid in self.handed_ending_groups:  # SIGKILL after killgrace, as it would have
+            if self.runner.group_alive(pgid):
+                self._end_group(pgid)
+        trusted = self.expected_state_digest is not None
+        if trusted and self.expected_state_digest != self._loaded_digest:
             log.error("the state file %s is not the one the last image of mirrord wrote before "
-                      "its exec; the runs it names are not taken over, and those that are this "
-                      "process's children are ended", self.paths.statefile)
-            self._end_untrusted_children(left)
-            left = {}
+                      "its exec; the runs it names are not taken over, and the last image's "
+                      "children are ended", self.paths.statefile)
+            for pid in self.handed_children:
+                if self._is_child(pid):
+                    self._end_group(pid)
+            left, trusted = {}, False
+        now = self.wall()
         for name, data in left.items():
             try:
-                record = RunRecord.from_dict(name, data)
+                record = RunRecord.from_dict(name, data, now)
             except ValueError as problem:
                 log.error("%s: the state file's record of its run in progress cannot be used "
                           "(%s); it is ignored", name, problem)
                 continue
-            self._take_over(record)
+            try:
+                self._take_over(record, trusted and record.identity.pid in self.handed_children)
+            except Exception:  # a bug, or a record no check foresaw: the others still count
+                log.exception("%s: its run in progress cannot be taken over", name)
         if left:
             self.save_state()
 
-    def _end_untrusted_children(self, left: dict[str, dict[str, Any]]) -> None:
-        """End the process groups of this process's children that *left* names: their
-        records cannot be trusted to say what they were to do next."""
-        for data in left.values():
-            pid = data.get("pid")
-            if not isinstance(pid, int) or isinstance(pid, bool) or pid <= 1:
-                continue
-            info = process_info(pid)
-            if info is not None and info.parent == os.getpid():
-                self._end_group(pid)
+    @staticmethod
+    def _is_child(pid: int, start_ticks: int | None = None) -> bool:
+        """Whether *pid* is this process's child (started at *start_ticks*, if given)."""
+        info = process_info(pid)
+        return (info is not None and info.parent == os.getpid()
+                and (start_ticks is None or info.start_ticks == start_ticks))
 
-    def _take_over(self, record: RunRecord) -> None:
+    def _take_over(self, record: RunRecord, handed: bool) -> None:
+        """Take over *record*'s run: *handed* when the old image of this process handed it
+        over (its record is then trusted: its log path and localdir as recorded)."""
         identity = record.identity
-        info = process_info(identity.pid)
-        child = (info is not None and info.parent == os.getpid()
-                 and info.start_ticks == identity.start_ticks)
+        child = handed and self._is_child(identity.pid, identity.start_ticks)
         alive = child or identity.matches()
         if record.name not in self.core.tasks:
             if alive:
@@ -627,7 +640,7 @@ class MirrorDaemon:
                 self._end_group(identity.pid)
             return
         try:
-            run = self.core.adopt(record, self.wall())
+            run = self.core.adopt(record, self.wall(), trusted=child)
         except KeyError:
             return
         state = self.states.setdefault(record.name, TaskHistory())
@@ -784,7 +797,7 @@ class MirrorDaemon:
         The exec itself comes at the start of the loop's next turn, after this reply."""
         if self.stopping:
             return error(_("mirrord is stopping"))
-        if self.restart_requested:
+        if self.restart_requested or self._restarting:
             return error(_("a restart is under way already"))
         if self.restarter is None:
             return error(_("this mirrord cannot restart itself"))
@@ -797,6 +810,10 @@ class MirrorDaemon:
             return error(_("restart refused: the config has {count} errors; nothing "
                            "changed").format(count=len(config.errors)),
                          errors=[str(issue) for issue in config.errors])
+        problem = self._restart_conflict(config)
+        if problem is not None:
+            log.error("restart refused: %s; nothing changed", problem)
+            return error(_("restart refused: {reason}; nothing changed").format(reason=problem))
         problem = self.restarter.preflight(self._image_environ())
         if problem is not None:
             log.error("restart refused: %s; this mirrord carries on", problem)
@@ -807,6 +824,19 @@ class MirrorDaemon:
         self.restart_error = None
         return {"ok": True, "pid": os.getpid(), "image": self.image,
                 "running": len(self.core.running)}
+
+    def _restart_conflict(self, config: MirrorConfig) -> str | None:
+        """What in *config* a restart cannot carry the running syncs across, or None: a
+        state file elsewhere (its lock is this one's), or running tasks it no longer has."""
+        if config.general.statefile != self.general.statefile:
+            return _("the config moves the state file (statefile in [general]); stop and "
+                     "start mirrord to use another one")
+        names = {task.name for task in config.tasks}
+        gone = sorted(name for name in self.core.running if name not in names)
+        if gone:
+            return _("the config no longer has {names}, which are running; restart once "
+                     "they have ended, or reload first").format(names=", ".join(gone))
+        return None
 
     def _image_environ(self) -> dict[str, str]:
         """The next image's environment: this one's, with systemd's socket given back."""
@@ -822,9 +852,13 @@ class MirrorDaemon:
         exec fails, this image carries on and says why."""
         assert self.restarter is not None
         self.restart_requested = False
+        self._restarting = True
         log.info("restarting in place (pid %d): %d runs carry on", os.getpid(),
                  len(self.core.running))
         self.systemd.reloading()
+        # From here, signals stay pending (a stop during the hand-over is not lost: the new
+        # image, or this one if the exec fails, acts on it).
+        unblocked = hold_signals(self._drain_signals)
         try:
             self.control.suspend(flush_seconds=RESTART_FLUSH_SECONDS)
             self.emit(StopEvent("restart"))
@@ -846,6 +880,15 @@ class MirrorDaemon:
         self.load_plugins()
         self.emit(MirrorStartEvent())
         self.systemd.ready(self._status_line())
+        self._restarting = False
+        signal.pthread_sigmask(signal.SIG_SETMASK, unblocked)
+
+    def handover_runs(self) -> tuple[tuple[int, ...], tuple[int, ...]]:
+        """For the next image: the runs' processes that are this process's children, and
+        the process groups being ended (SIGKILL after killgrace)."""
+        children = tuple(run.pid for run in self.core.runs()
+                         if run.pid is not None and not run.unattended)
+        return children, tuple(self.kill_deadlines)
 
     # --- reload -------------------------------------------------------------------------
 

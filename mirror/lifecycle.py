@@ -348,15 +348,33 @@ def run_daemon(location: ConfigLocation, config: MirrorConfig, options: DaemonOp
         StartupError: the daemon cannot start; nothing has been left running.
         AlreadyRunning: another daemon holds the pidfile.
     """
-    if config.errors:
-        raise StartupError(_("the config has {count} errors; mirrord does not start").format(
-            count=len(config.errors)))
     try:
         handover = Handover.take(os.environ)  # set when an older image executed this one
     except HandoverError as problem:
         raise StartupError(str(problem)) from None
+    if handover is None:
+        return _run_daemon(location, config, options, None, None)
+    # After an exec the terminal is long gone: the daemon log says what stops this image.
+    opened = None if handover.log is None else (handover.log_path or "", handover.log)
+    handler = _setup_logging(dataclasses.replace(options, append=True), opened)
+    try:
+        return _run_daemon(location, config, options, handover, handler)
+    except (StartupError, AlreadyRunning) as problem:
+        log.critical("the new image of mirrord cannot start: %s; the syncs it had go on "
+                     "unattended, and the next mirrord started adopts them", problem)
+        raise
+
+
+def _run_daemon(location: ConfigLocation, config: MirrorConfig, options: DaemonOptions,
+                handover: Handover | None, handler: logging.Handler | None) -> int:
+    """:func:`run_daemon`, after a *handover* from an older image (whose log *handler* is
+    set up already) or for an ordinary start (both None)."""
+    if config.errors:
+        raise StartupError(_("the config has {count} errors; mirrord does not start").format(
+            count=len(config.errors)))
     start_cwd = handover.cwd if handover else _current_directory()
-    user, gid = _user_and_group(options)
+    # After an exec the users are switched already, as the first image left them.
+    user, gid = (None, None) if handover else _user_and_group(options)
     switching = user is not None or gid is not None
     pidfile = pidfile_path(location, options.pidfile)
     paths = DaemonPaths(pidfile=pidfile, socket=socket_path(pidfile),
@@ -367,11 +385,7 @@ def run_daemon(location: ConfigLocation, config: MirrorConfig, options: DaemonOp
                                  path=paths.socket, limit=MAX_SOCKET_PATH))
     detacher = None if options.foreground or handover else _import_detacher()
     entries = preload_plugins(config)
-    if handover is None:
-        opened = _open_logfile(options, user.pw_uid if user else None)
-    else:  # the log, like the users, is as the first image set it up
-        opened = None if handover.log is None else (handover.log_path or "", handover.log)
-        options = dataclasses.replace(options, append=True)
+    opened = None if handover else _open_logfile(options, user.pw_uid if user else None)
     if switching and handover is None:
         try:
             _drop_privileges(user, gid)
@@ -403,8 +417,9 @@ def run_daemon(location: ConfigLocation, config: MirrorConfig, options: DaemonOp
                 "daemon its own statefile in [general]").format(
                     path=paths.statefile, pid=other.pid if other.pid is not None else "?")) \
                 from None
-        handler = _setup_logging(options, opened)
-        opened = None  # the handler owns the descriptor now
+        if handover is None:
+            handler = _setup_logging(options, opened)
+            opened = None  # the handler owns the descriptor now
         raise_nofile_limit()  # a flood of clients must never take a sync's descriptors
         zone = local_zone()
         try:
@@ -413,6 +428,8 @@ def run_daemon(location: ConfigLocation, config: MirrorConfig, options: DaemonOp
             raise StartupError(str(problem)) from None
         if handover is not None:
             daemon.expected_state_digest = handover.state_digest
+            daemon.handed_children = handover.children
+            daemon.handed_ending_groups = handover.ending_groups
         _note_old_default_state(config, paths.statefile)
         # Before the socket and the pidfile exist: a reload or stop sent as soon as they
         # appear must reach the loop, not end the daemon by the default action.
@@ -444,11 +461,16 @@ def run_daemon(location: ConfigLocation, config: MirrorConfig, options: DaemonOp
             lock.write(os.getpid())
             state_lock.write(os.getpid())
         become_subreaper()
-        daemon.restarter = Restarter(image_argv(), lambda: Handover(
-            pid=os.getpid(), control=daemon.control.fileno(), pidfile=lock.fd or -1,
-            state_lock=state_lock.fd or -1, log=_stream_fd(handler),
-            log_path=getattr(handler, "path", None), cwd=start_cwd,
-            state_digest=daemon.handover_digest))
+
+        def handover_now() -> Handover:
+            children, ending_groups = daemon.handover_runs()
+            return Handover(pid=os.getpid(), control=daemon.control.fileno(),
+                            pidfile=_held(lock), state_lock=_held(state_lock),
+                            log=_stream_fd(handler), log_path=getattr(handler, "path", None),
+                            cwd=start_cwd, state_digest=daemon.handover_digest,
+                            children=children, ending_groups=ending_groups)
+
+        daemon.restarter = Restarter(image_argv(), start_cwd, handover_now)
         daemon.load_plugins(entries)
         profiler = None
         if options.profile:
@@ -476,6 +498,12 @@ def run_daemon(location: ConfigLocation, config: MirrorConfig, options: DaemonOp
         state_lock.release()
         lock.release()
     return 0
+
+
+def _held(lock: PidFile) -> int:
+    """The descriptor of a lock this process holds."""
+    assert lock.fd is not None, "acquired or adopted"
+    return lock.fd
 
 
 def _current_directory() -> str:

@@ -95,19 +95,19 @@ class ProcessIdentity:
         if info is None or info.state == "Z":
             return False
         return (info.start_ticks == self.start_ticks and bool(self.boot)
-                and self.boot == boot_id() and _owner(self.pid) == os.geteuid()
+                and self.boot == boot_id() and owned_by(self.pid, os.geteuid())
                 and run_id_of(self.pid) == self.run_id)
 
 
-def _owner(pid: int) -> int | None:
-    """The effective user of *pid* (the owner of its /proc directory)."""
+def owned_by(pid: int, uid: int) -> bool:
+    """Whether *pid*'s real, effective, saved and file-system user ids are all *uid* (from
+    the ``Uid:`` line of /proc/PID/status: the owner of /proc/PID itself may read as root for
+    a process that made itself not dumpable)."""
     try:
-        return os.stat(f"/proc/{pid}").st_uid
-    except OSError:
-        return None
-
-
-def is_child(pid: int) -> bool:
-    """Whether *pid* is this process's child (a zombie child too)."""
-    info = process_info(pid)
-    return info is not None and info.parent == os.getpid()
+        with open(f"/proc/{pid}/status", "rb") as handle:
+            for line in handle:
+                if line.startswith(b"Uid:"):
+                    return all(int(field) == uid for field in line.split()[1:])
+    except (OSError, ValueError):
+        return False
+    return False

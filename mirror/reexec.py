@@ -15,6 +15,7 @@ image still runs every sync.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -31,7 +32,7 @@ from mirror.signals import HANDLED
 
 HANDOVER_VARIABLE = "MIRRORD_HANDOVER"
 PREFLIGHT_MARK = "mirrord-preflight-ok"
-PREFLIGHT_SECONDS = 120.0
+PREFLIGHT_SECONDS = 30.0  # the loop waits meanwhile
 MAX_REASON = 2000  # characters of a failed preflight's output kept for the log and the client
 
 
@@ -55,6 +56,11 @@ class Handover:
     log_path: str | None
     cwd: str
     state_digest: str | None = None  # the SHA-256 of the state file as the old image wrote it
+    # The runs' processes (the old image's children), and the process groups it was ending
+    # (SIGKILL after killgrace): known here, not from the state file, which a less
+    # privileged user may be able to replace.
+    children: tuple[int, ...] = ()
+    ending_groups: tuple[int, ...] = ()
 
     def descriptors(self) -> tuple[int, ...]:
         """The descriptors handed over."""
@@ -87,7 +93,9 @@ class Handover:
                            else _text(data, "log_path"),
                            cwd=_text(data, "cwd"),
                            state_digest=None if data.get("state_digest") is None
-                           else _text(data, "state_digest"))
+                           else _text(data, "state_digest"),
+                           children=_integers(data, "children"),
+                           ending_groups=_integers(data, "ending_groups"))
         except (KeyError, ValueError, TypeError, AttributeError) as problem:
             raise HandoverError(_("${name} is not a handover from mirrord ({reason}); unset "
                                   "it").format(name=HANDOVER_VARIABLE, reason=problem)) from None
@@ -125,6 +133,13 @@ def _integer(data: Mapping[str, object], key: str) -> int:
     return value
 
 
+def _integers(data: Mapping[str, object], key: str) -> tuple[int, ...]:
+    values = data.get(key, [])
+    if not isinstance(values, list):
+        raise ValueError(_("{key!r} is not a list of pids").format(key=key))
+    return tuple(_integer({key: value}, key) for value in values)
+
+
 def _text(data: Mapping[str, object], key: str) -> str:
     value = data[key]
     if not isinstance(value, str):
@@ -148,11 +163,13 @@ class Restarter:
 
     Args:
         argv: the command line of the new image (:func:`image_argv`).
+        cwd: where the first image was started (``python -m mirror`` imports from there).
         handover: gives what to hand over, at the moment of the exec.
     """
 
-    def __init__(self, argv: list[str], handover: Callable[[], Handover]) -> None:
+    def __init__(self, argv: list[str], cwd: str, handover: Callable[[], Handover]) -> None:
         self.argv = argv
+        self.cwd = cwd
         self.handover = handover
 
     def preflight(self, environ: Mapping[str, str]) -> str | None:
@@ -166,7 +183,7 @@ class Restarter:
                          if key != HANDOVER_VARIABLE}
         child_environ[PREFLIGHT_VARIABLE] = "1"
         try:
-            result = subprocess.run(self.argv, env=child_environ, cwd=self.handover().cwd,
+            result = subprocess.run(self.argv, env=child_environ, cwd=self.cwd,
                                     stdin=subprocess.DEVNULL, capture_output=True,
                                     timeout=PREFLIGHT_SECONDS, check=False)
         except subprocess.TimeoutExpired:
@@ -185,33 +202,46 @@ class Restarter:
             code=result.returncode, output=output or _("it printed nothing"))
 
     def execute(self, environ: Mapping[str, str]) -> OSError:
-        """Execute the new image with *environ* and the handover. Only returns when the exec
-        failed: then this image is as it was, and can go on.
+        """Execute the new image with *environ* and the handover. The caller blocks the
+        signals mirrord handles first (:func:`hold_signals`), so that none is lost across
+        the exec. Only returns when the exec failed: then this image is as it was (its
+        descriptors close-on-exec again, its directory /), and can go on.
 
         Returns:
             Why the exec failed.
         """
         handover = self.handover()
         descriptors = handover.descriptors()
-        for fd in descriptors:
-            os.set_inheritable(fd, True)
         sys.stdout.flush()
         sys.stderr.flush()
-        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
         try:
+            for fd in descriptors:
+                os.set_inheritable(fd, True)
             os.chdir(handover.cwd)
             os.execve(self.argv[0], self.argv,
                       {**environ, HANDOVER_VARIABLE: handover.encode()})
         except OSError as problem:
             failure = problem
-        signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-        _restore(descriptors)
+        finally:
+            _restore(descriptors)
         return failure
+
+
+def hold_signals(drain: Callable[[], Iterable[int]]) -> Iterable[int]:
+    """Block the signals mirrord handles, and make pending again those already recorded in
+    the wakeup pipe (*drain* reads them): a pending signal survives an exec, the pipe does
+    not. Returns the mask to restore (``signal.pthread_sigmask(SIG_SETMASK, …)``), after
+    which the signals reach the handlers, and the pipe, again."""
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, HANDLED)
+    for signum in set(drain()):
+        os.kill(os.getpid(), signum)
+    return previous
 
 
 def _restore(descriptors: Iterable[int]) -> None:
     for fd in descriptors:
-        os.set_inheritable(fd, False)
+        with contextlib.suppress(OSError):
+            os.set_inheritable(fd, False)
     os.chdir("/")
 
 

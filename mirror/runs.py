@@ -46,6 +46,7 @@ class Ending(TextEnum):
 
 
 MANUAL = RunKind.MANUAL
+MAX_CLOCK_AHEAD = 86400.0  # a recorded start this far ahead of now is not believed
 
 
 @dataclass
@@ -184,9 +185,9 @@ class RunRecord:
                 "localdir": self.localdir, "resolved": self.resolved}
 
     @classmethod
-    def from_dict(cls, name: str, data: Mapping[str, Any]) -> RunRecord:
+    def from_dict(cls, name: str, data: Mapping[str, Any], now: float | None = None) -> RunRecord:
         """Read a record back from the state file, which is not trusted: every value is
-        checked.
+        checked; with *now*, times must also be after 1970 and at most a day ahead of it.
 
         Raises:
             ValueError: a value is missing or of the wrong type; the message says which.
@@ -236,6 +237,9 @@ class RunRecord:
             # would poison the queue's order (the timeout entry counts from it).
             number = value(key, (int, float))
             if (isinstance(number, int) and abs(number) > 2 ** 53) or not math.isfinite(number):
+                raise ValueError(_("{key!r} is not a time").format(key=key))
+            if now is not None and not 0 < number <= now + MAX_CLOCK_AHEAD:
+                # A year 33658 would fail in datetime when the task log is named.
                 raise ValueError(_("{key!r} is not a time").format(key=key))
             return float(number)
 

@@ -220,3 +220,33 @@ def test_a_reload_as_soon_as_the_socket_appears_is_a_reload(tmp_path):
     finally:
         daemon.terminate()
         daemon.wait(30)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching users needs root")
+def test_restart_after_switching_users_keeps_the_user_and_the_sync(shared_dir, python_for_users):
+    """The new image is started with the same -u and -g, by a process that is no longer
+    root: it must not try to switch again."""
+    tmp_path = shared_dir
+    nobody = pwd.getpwnam("nobody")
+    config = general().replace("@DIR@", str(tmp_path)) + (
+        "[long]\ntype = simple\ncommand = /bin/sleep\nargs = 300\ntime = 0 0 1 1 *\n")
+    (tmp_path / "mirror.ini").write_text(config)
+    daemon = subprocess.Popen(mirrord_command(tmp_path, "-D", "-l", str(tmp_path / "log"),
+                                              "-u", "nobody", "-g", "nogroup",
+                                              python=python_for_users),
+                              stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: answers(tmp_path / "mirrord.sock"), what="the daemon")
+        started = subprocess.run(mirrord_command(tmp_path, "--run", "long"),
+                                 capture_output=True, text=True, timeout=30)
+        assert started.returncode == 0, started.stderr
+        sleeper = int(started.stdout.split()[-1])
+        restarted = subprocess.run(mirrord_command(tmp_path, "-s", "restart"),
+                                   capture_output=True, text=True, timeout=150)
+        assert restarted.returncode == 0, (restarted.stderr, (tmp_path / "log").read_text())
+        assert daemon.poll() is None and alive(sleeper)
+        assert proc_status(daemon.pid)["Uid"].split() == [str(nobody.pw_uid)] * 4
+        assert "took over its run in progress" in (tmp_path / "log").read_text()
+    finally:
+        daemon.terminate()
+        assert daemon.wait(30) == 0

@@ -170,12 +170,14 @@ def test_runs_of_a_state_file_changed_since_the_exec_are_not_trusted(tmp_path):
 
         trusted = MirrorDaemon(location, load_config(location), paths, ZoneInfo("UTC"))
         trusted.expected_state_digest = written
+        trusted.handed_children = (child.pid,)
         trusted._take_over_runs()
         assert trusted.core.run_of("two").plan[1].argv == ("/bin/sh", "-c", "exit 0")
         assert trusted.pids == {child.pid: "two"} and child.poll() is None
 
         swapped = MirrorDaemon(location, load_config(location), paths, ZoneInfo("UTC"))
         swapped.expected_state_digest = "0" * 64
+        swapped.handed_children = (child.pid,)  # the handover, not the file, names them
         swapped._take_over_runs()
         assert "two" not in swapped.core.running and swapped.pids == {}
         assert child.wait(10) == -signal.SIGTERM

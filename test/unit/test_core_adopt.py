@@ -83,12 +83,24 @@ def test_an_adopted_run_holds_its_localdir():
     core.start_now("apart", T0)  # another directory: not held
 
 
-def test_the_recorded_directory_is_held_even_if_the_config_moved_the_task():
+def test_a_handed_over_run_holds_its_recorded_directory_even_if_the_config_moved_the_task():
     core = make_core()
-    core.adopt(record(localdir="/srv/old", resolved="/data/old"), T0)
+    run = core.adopt(record(localdir="/srv/old", resolved="/data/old",
+                            log_path="/old-logs/m.log.2027-01-15"), T0, trusted=True)
     # The run writes where it started writing, whatever the task's localdir says now.
     assert core.writer_of(core.tasks["inner"]) is None
     assert core.writer_of(task("x", localdir="/data/old/sub")) == "m"
+    assert run.log_path == "/old-logs/m.log.2027-01-15"
+
+
+def test_an_adopted_orphan_holds_the_configured_directory_and_logs_in_logdir():
+    """A record the last image did not hand over may have been written by someone else:
+    "/" as its localdir would make every task wait, and its log path could name any file."""
+    core = make_core()
+    run = core.adopt(record(localdir="/", resolved="/", log_path="/etc/passwd"), T0)
+    assert core.writer_of(task("x", localdir="/srv/apart")) is None
+    assert core.writer_of(core.tasks["inner"]) == "m"  # /srv/shared, as configured
+    assert run.log_path.startswith("/logs/m.log.")
 
 
 def test_a_task_due_while_its_directory_is_held_waits_and_starts_when_the_run_is_lost():
@@ -200,3 +212,25 @@ def test_an_ending_asked_for_after_adoption_wins_too():
     end = core.run_lost("m", RunResult.UNATTENDED, T0 + 30)
     assert end.result is RunResult.CANCELLED and end.retry_at is None
     assert (end.consecutive_failures, end.failures_total) == (2, 5)
+
+
+def test_a_retry_an_earlier_mirrord_had_queued_is_queued_again_from_the_history():
+    """A retry lives only in the queue: a restart (or a crash) must not drop it."""
+    retrying = task("m", autoretry=600)
+
+    def core_with(history: TaskHistory) -> SchedulingCore:
+        return SchedulingCore([retrying], GeneralSettings(logdir="/logs"), ZONE, T0,
+                              histories={"m": history})
+
+    retry = core_with(TaskHistory(result=RunResult.FAILED, last_end=T0 - 60)).queue.get(
+        RETRY, "m")
+    assert retry is not None and retry.due == T0 - 60 + 600
+    overdue = core_with(TaskHistory(result=RunResult.INTERRUPTED, last_end=T0 - 7200))
+    assert overdue.queue.get(RETRY, "m").due == T0  # at once
+    for result in (RunResult.SUCCESS, RunResult.CANCELLED, RunResult.KILLED):
+        assert core_with(TaskHistory(result=result, last_end=T0 - 60)).queue.get(
+            RETRY, "m") is None
+    no_autoretry = SchedulingCore([task("m")], GeneralSettings(logdir="/logs"), ZONE, T0,
+                                  histories={"m": TaskHistory(result=RunResult.FAILED,
+                                                              last_end=T0 - 60)})
+    assert no_autoretry.queue.get(RETRY, "m") is None

@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +18,7 @@ from mirror.procident import (
     RUN_ID_VARIABLE,
     ProcessIdentity,
     boot_id,
-    is_child,
+    owned_by,
     process_info,
     run_id_of,
 )
@@ -56,7 +57,7 @@ def test_a_child_started_with_the_run_id_is_known_again(child):
     assert identity.boot == boot_id() and len(identity.boot) == 36  # a UUID
     assert identity.start_ticks > 0 and run_id_of(child.pid) == RUN_ID
     assert identity.matches()
-    assert is_child(child.pid) and not is_child(os.getppid())
+    assert owned_by(child.pid, os.geteuid()) and process_info(child.pid).parent == os.getpid()
     info = process_info(child.pid)
     assert info is not None and info.parent == os.getpid() and info.state in "SR"
 
@@ -96,11 +97,11 @@ def test_a_zombie_and_a_reaped_process_do_not_match():
     identity = ProcessIdentity.of(process.pid, RUN_ID)
     assert identity is not None
     wait_until(lambda: state_of(process.pid) == "Z", "the child to become a zombie")
-    assert is_child(process.pid)  # a zombie child is still ours to reap
+    assert process_info(process.pid).parent == os.getpid()  # a zombie: still ours to reap
     assert not identity.matches()
     assert ProcessIdentity.of(process.pid, RUN_ID) is not None  # /proc still lists it
     process.wait()
-    assert process_info(process.pid) is None and not is_child(process.pid)
+    assert process_info(process.pid) is None
     assert ProcessIdentity.of(process.pid, RUN_ID) is None
     assert not identity.matches()
 
@@ -162,3 +163,22 @@ def test_no_such_process():
     assert run_id_of(2 ** 22 + 12345) is None
     assert ProcessIdentity.of(2 ** 22 + 12345, RUN_ID) is None
     assert not ProcessIdentity(2 ** 22 + 12345, 1, boot_id(), RUN_ID).matches()
+
+
+def test_a_process_that_is_not_dumpable_is_still_known_by_its_real_owner():
+    """/proc/PID itself may read as root's for a process that made itself not dumpable (on
+    some kernels); the owner check reads the Uid: line instead."""
+    script = ("import ctypes, os, time; ctypes.CDLL(None).prctl(4, 0, 0, 0, 0); "
+              "os.setresuid(65534, 65534, 65534) if os.geteuid() == 0 else None; "
+              "print('ready', flush=True); time.sleep(30)")
+    child = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                             env={**os.environ, RUN_ID_VARIABLE: RUN_ID})
+    try:
+        assert child.stdout.readline().strip() == b"ready"
+        if os.geteuid() == 0:
+            assert not owned_by(child.pid, 0) and owned_by(child.pid, 65534)
+        else:
+            assert owned_by(child.pid, os.geteuid())
+    finally:
+        child.kill()
+        child.wait()

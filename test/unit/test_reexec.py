@@ -17,6 +17,7 @@ from mirror.reexec import (
     HandoverError,
     Restarter,
     adopt_socket,
+    hold_signals,
     image_argv,
 )
 from mirror.signals import HANDLED
@@ -88,7 +89,7 @@ def test_a_failed_exec_leaves_the_image_as_it_was(descriptors, tmp_path, monkeyp
     monkeypatch.chdir("/")
     handover = handover_of(listener, files, tmp_path)
     before = signal.pthread_sigmask(signal.SIG_BLOCK, [])
-    failure = Restarter([str(tmp_path / "no-such-python")], lambda: handover).execute({})
+    failure = Restarter([str(tmp_path / "no-such-python")], "/", lambda: handover).execute({})
     assert isinstance(failure, FileNotFoundError)
     assert signal.pthread_sigmask(signal.SIG_BLOCK, []) == before
     assert not set(HANDLED) & signal.pthread_sigmask(signal.SIG_BLOCK, [])
@@ -100,12 +101,14 @@ def test_the_preflight_reports_why_the_new_code_did_not_start(descriptors, tmp_p
     listener, files = descriptors
     handover = handover_of(listener, files, tmp_path)
     script = "import sys; print('half a start'); sys.exit('ImportError: broken by the test')"
-    failed = Restarter([sys.executable, "-c", script], lambda: handover).preflight(os.environ)
+    failed = Restarter([sys.executable, "-c", script], str(tmp_path),
+                       lambda: handover).preflight(os.environ)
     assert failed is not None and "exit 1" in failed and "broken by the test" in failed
-    missing = Restarter([str(tmp_path / "gone")], lambda: handover).preflight(os.environ)
+    missing = Restarter([str(tmp_path / "gone")], str(tmp_path),
+                        lambda: handover).preflight(os.environ)
     assert missing is not None and "cannot run" in missing
     said = "import os; print('mirrord-preflight-ok', os.environ['MIRRORD_PREFLIGHT'])"
-    assert Restarter([sys.executable, "-c", said], lambda: handover).preflight(
+    assert Restarter([sys.executable, "-c", said], str(tmp_path), lambda: handover).preflight(
         {"PATH": os.environ.get("PATH", "/bin")}) is None
 
 
@@ -122,3 +125,19 @@ def test_only_a_listening_unix_stream_socket_is_adopted(descriptors):
     with pytest.raises(HandoverError, match="not a Unix stream socket"):
         adopt_socket(datagram.fileno())
     datagram.close()
+
+
+def test_held_signals_stay_pending_until_the_mask_is_restored():
+    received: list[int] = []
+    previous_handler = signal.signal(signal.SIGHUP, lambda signum, _frame: received.append(signum))
+    try:
+        previous = hold_signals(lambda: [signal.SIGHUP, signal.SIGHUP])
+        try:
+            assert set(HANDLED) <= signal.pthread_sigmask(signal.SIG_BLOCK, [])
+            assert signal.SIGHUP in signal.sigpending()  # survives an exec: the pipe would not
+            assert received == []
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+        assert received == [signal.SIGHUP]
+    finally:
+        signal.signal(signal.SIGHUP, previous_handler)
