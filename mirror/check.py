@@ -2,13 +2,15 @@
 """``mirrord --check``: what the daemon would do with a config, as a table or as JSON."""
 from __future__ import annotations
 
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 
 from mirror.config import MirrorConfig, TaskSection
 from mirror.durations import format_duration
 from mirror.i18n import _
+from mirror.interval import IntervalSchedule
 from mirror.kinds import DEFAULT_KIND
 from mirror.tables import format_table
+from mirror.task import TaskSpec
 
 
 def columns() -> tuple[str, ...]:
@@ -32,14 +34,32 @@ def task_row(section: TaskSection, since: datetime, zone: tzinfo) -> dict[str, o
             "next_run": None, "timeout": None, "autoretry": None, "argv": [],
             "upstreams": [], "localdir": section.values.get("localdir"),
         }
-    next_run = spec.schedule.next_after(since, zone).isoformat() if spec.enabled else None
+    next_run = first_run_after(spec, since, zone).isoformat() if spec.enabled else None
     return {
         "name": spec.name, "valid": True, "type": spec.type, "enabled": spec.enabled,
         "priority": spec.priority, "time": spec.time, "next_run": next_run,
         "timeout": spec.timeout, "autoretry": spec.autoretry,
         "argv": [list(stage.argv) for stage in spec.stages()],
         "upstreams": list(spec.upstreams), "localdir": spec.localdir,
+        "interval": spec.schedule.seconds if isinstance(spec.schedule, IntervalSchedule)
+        else None,
+        "randomdelay_offset": spec.spread, "iotimeout": spec.iotimeout,
+        "hooks": {"exec_before": list(spec.hooks.before),
+                  "exec_on_success": list(spec.hooks.on_success),
+                  "exec_on_failure": list(spec.hooks.on_failure)},
     }
+
+
+def first_run_after(spec: TaskSpec, since: datetime, zone: tzinfo) -> datetime:
+    """When *spec* would first run if mirrord started at *since* with no state: a cron task
+    at its next time, an interval task at once; each plus its ``randomdelay`` offset."""
+    # Through epoch seconds: adding to an aware datetime would lose its fold (DST).
+    if spec.schedule.from_end:
+        return datetime.fromtimestamp(since.timestamp() + spec.spread, zone)
+    if not spec.spread:
+        return spec.schedule.next_after(since, zone)
+    slot = spec.schedule.next_after(since - timedelta(seconds=spec.spread), zone)
+    return datetime.fromtimestamp(slot.timestamp() + spec.spread, zone)
 
 
 def check_report(config: MirrorConfig, since: datetime, zone: tzinfo) -> dict[str, object]:

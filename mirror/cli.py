@@ -112,12 +112,12 @@ def _validate(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None
 def run_check(config_option: str | None, as_json: bool, since: datetime | None) -> int:
     """Load the config, print the check report, and return the exit code."""
     from mirror.check import check_report, render_check
-    from mirror.config import load_config, with_plugin_checks
+    from mirror.config import load_config, with_plugin_checks, with_run_advice
     from mirror.localzone import local_zone
     from mirror.locations import locate_config
 
     zone = local_zone()
-    config = with_plugin_checks(load_config(locate_config(config_option)))
+    config = with_run_advice(with_plugin_checks(load_config(locate_config(config_option))))
     report = check_report(config, since or datetime.now(zone), zone)
     if as_json:
         print(json.dumps(report, ensure_ascii=False, indent=1))

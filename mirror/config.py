@@ -19,38 +19,49 @@ from mirror.diagnostics import ERROR, WARNING, ConfigIssue, IssueCollector
 from mirror.durations import parse_duration
 from mirror.i18n import _
 from mirror.inifile import Entry, Section, parse_ini
+from mirror.interval import spread_offset
 from mirror.kinds import DEFAULT_KIND, kind_named, kind_names, kinds_using, task_keys
 from mirror.kinds.base import (
     AUTORETRY,
     COMMON_SETTINGS,
     ENABLED,
+    HOOK_SETTINGS,
+    INTERVAL,
+    IOTIMEOUT,
     PRIORITY,
     PRIORITY_HIGHEST,
     PRIORITY_LOWEST,
+    RANDOMDELAY,
     SUCCESSCODES,
     TIME,
     TIMEOUT,
     TYPE,
     TaskKind,
     joined_names,
+    parse_hook,
 )
 from mirror.kinds.sectionvalues import TaskValues
 from mirror.locations import PLUGIN_INI, ConfigLocation
-from mirror.pluginsettings import PluginSection, read_sections
-from mirror.task import GeneralSettings, TaskSpec
+from mirror.pluginsettings import PluginSection, Setting, read_sections
+from mirror.task import GeneralSettings, Hooks, Schedule, TaskSpec
 from mirror.textdecode import decode_config_bytes
 from mirror.values import (
     check_task_name,
+    command_missing,
     parse_emails,
     parse_exit_codes,
+    parse_host_name,
     parse_non_negative_float,
     parse_non_negative_int,
     parse_ports,
+    parse_trace_value,
 )
 
 GENERAL = "general"
 GENERAL_KEYS = ("emails", "loadlimit", "httpconn", "httpports", "logdir", "maxtasks",
-                "successcodes", "killgrace", "statefile")
+                "successcodes", "killgrace", "statefile", "randomdelay", "exec_before",
+                "exec_on_success", "exec_on_failure", "maintainer", "tracehost")
+HOOK_KEYS = ("exec_before", "exec_on_success", "exec_on_failure")
 MAX_FILE_BYTES = 16 * 1024 * 1024
 
 Which = Callable[[str], "str | None"]
@@ -124,6 +135,19 @@ def with_plugin_checks(config: MirrorConfig) -> MirrorConfig:
     return replace(config, issues=config.issues + tuple(issues.issues))
 
 
+def with_run_advice(config: MirrorConfig) -> MirrorConfig:
+    """*config* with advice for ``mirrord --check`` added to its warnings: a task with
+    neither ``timeout`` nor ``iotimeout`` can hang for ever."""
+    issues = IssueCollector(str(config.location.mirror_ini))
+    for section in config.sections:
+        spec = section.spec
+        if spec is not None and spec.enabled and not spec.timeout and not spec.iotimeout:
+            issues.warning(_("neither timeout nor iotimeout is set: a sync that hangs keeps "
+                             "its slot and its localdir for ever (e.g. timeout = 12h, "
+                             "iotimeout = 30m)"), section.line, section.name, "timeout")
+    return replace(config, issues=config.issues + tuple(issues.issues))
+
+
 def _read_text(path: Path, issues: IssueCollector, required: bool) -> str | None:
     """Read and decode a config file; problems go to *issues* and give None."""
     try:
@@ -187,12 +211,12 @@ def parse_mirror_ini(text: str, file: str, base_dir: Path,
             unique.append(section)
     general_sections = [section for section in unique if section.name == GENERAL]
     if general_sections:
-        general = _read_general(general_sections[0], issues, base_dir)
+        general = _read_general(general_sections[0], issues, base_dir, which)
     else:
         issues.warning(_("no [general] section; using the defaults (loadlimit 4.0, httpconn 1200, "
                          "logdir /var/log/rsync/, maxtasks 10)"))
         general = GeneralSettings()
-    validator = _TaskValidator(issues, base_dir, which)
+    validator = _TaskValidator(issues, base_dir, which, general)
     tasks = tuple(validator.read(section) for section in unique
                   if section.name != GENERAL and section.name)
     if not tasks:
@@ -231,7 +255,34 @@ def _absolute(path: str, base_dir: Path) -> str:
     return os.path.abspath(os.path.join(base_dir, os.path.expanduser(path)))
 
 
-def _read_general(section: Section, issues: IssueCollector, base_dir: Path) -> GeneralSettings:
+def _resolve_command(name: str, base_dir: Path, which: Which) -> str | None:
+    """The absolute path of the executable *name* (a path, or a name on PATH), or None."""
+    if "/" in name:
+        path = _absolute(name, base_dir)
+        return path if os.path.isfile(path) and os.access(path, os.X_OK) else None
+    found = which(name)
+    return os.path.abspath(found) if found else None
+
+
+def _hook_argv(words: tuple[str, ...], resolve: Which) -> tuple[str, ...]:
+    """A hook's argv with its command resolved to an absolute path (empty: no hook).
+
+    Raises:
+        ValueError: the command cannot be run; the message says why.
+    """
+    if not words:
+        return ()
+    resolved = resolve(words[0])
+    if resolved is None:
+        raise ValueError(command_missing(words[0]))
+    return (resolved, *words[1:])
+
+
+def _read_general(section: Section, issues: IssueCollector, base_dir: Path,
+                  which: Which = shutil.which) -> GeneralSettings:
+    def hook(text: str) -> tuple[str, ...]:
+        return _hook_argv(parse_hook(text), lambda name: _resolve_command(name, base_dir, which))
+
     converters: dict[str, Callable[[str], object]] = {
         "emails": parse_emails,
         "loadlimit": parse_non_negative_float,
@@ -242,6 +293,12 @@ def _read_general(section: Section, issues: IssueCollector, base_dir: Path) -> G
         "successcodes": parse_exit_codes,
         "killgrace": parse_duration,
         "statefile": lambda value: _absolute(value, base_dir),
+        "randomdelay": parse_duration,
+        "exec_before": hook,
+        "exec_on_success": hook,
+        "exec_on_failure": hook,
+        "maintainer": parse_trace_value,
+        "tracehost": parse_host_name,
     }
     values: dict[str, object] = {}
     for key, entries in _entries_by_key(section, GENERAL_KEYS, issues).items():
@@ -256,8 +313,10 @@ def _read_general(section: Section, issues: IssueCollector, base_dir: Path) -> G
 class _TaskValidator:
     """Turns one task section into a TaskSection, recording its issues."""
 
-    def __init__(self, issues: IssueCollector, base_dir: Path, which: Which) -> None:
+    def __init__(self, issues: IssueCollector, base_dir: Path, which: Which,
+                 general: GeneralSettings) -> None:
         self.issues = issues
+        self.general = general
         self.base_dir = base_dir
         self.which = which
         self.keys = task_keys()
@@ -293,7 +352,8 @@ class _TaskValidator:
         return kind
 
     def _build(self, section: Section, entries: dict[str, list[Entry]]) -> TaskSpec | None:
-        values = TaskValues(section, entries, self.issues, self.base_dir, self._resolve)
+        values = TaskValues(section, entries, self.issues, self.base_dir, self._resolve,
+                            self.general)
         kind = self._kind(values)
         own = {setting.key for setting in (*COMMON_SETTINGS, *kind.settings)}
         for key, found in entries.items():
@@ -304,18 +364,52 @@ class _TaskValidator:
                     self.issues.warning(message, entry.line, section.name, key)
         values.read(setting for setting in COMMON_SETTINGS if setting is not TYPE)
         values.read(kind.settings)
-        schedule = values.get(TIME)
+        schedule = self._schedule(values)
         priority = self._priority(values)
+        hooks = Hooks(*(self._hook(values, setting) for setting in HOOK_SETTINGS))
         parts = kind.build(values)
         if schedule is None or parts is None:
             return None
+        randomdelay = values.get(RANDOMDELAY)
+        if randomdelay is None:
+            randomdelay = self.general.randomdelay
         return TaskSpec(
             name=section.name, enabled=values.get(ENABLED), time=schedule.expression,
             schedule=schedule, options=parts.options, priority=priority,
             timeout=values.get(TIMEOUT), autoretry=values.get(AUTORETRY),
             upstreams=parts.upstreams, localdir=parts.localdir,
             successcodes=values.get(SUCCESSCODES), line=section.line,
+            spread=spread_offset(section.name, randomdelay), hooks=hooks,
+            iotimeout=values.get(IOTIMEOUT),
         )
+
+    def _schedule(self, values: TaskValues) -> Schedule | None:
+        """``time`` or ``interval``: exactly one of them (reported otherwise)."""
+        if values.given(TIME) and values.given(INTERVAL):
+            values.error(INTERVAL, _("set either time (a cron expression) or interval (a "
+                                     "duration after the last run ended), not both"))
+            return None
+        if values.given(INTERVAL):
+            return values.get(INTERVAL)
+        if not values.given(TIME) or not values.text(TIME):
+            values.error(TIME, _("missing required key 'time' (a cron expression, e.g. "
+                                 "0 */6 * * *; or set interval, e.g. interval = 6h)"))
+            return None
+        return values.get(TIME)
+
+    def _hook(self, values: TaskValues, setting: Setting[tuple[str, ...] | None]
+              ) -> tuple[str, ...]:
+        """A hook's argv with its command resolved; ``[general]``'s when the task does not
+        set it; empty when set empty. An unknown command is reported."""
+        words = values.get(setting)
+        if words is None:
+            return getattr(self.general, setting.key)  # type: ignore[no-any-return]
+        try:
+            return _hook_argv(words, lambda name: self._resolve(
+                values.absolute(name) if "/" in name else name))
+        except ValueError as problem:
+            values.error(setting, str(problem))
+            return ()
 
     def _priority(self, values: TaskValues) -> int:
         value = values.get(PRIORITY)
@@ -328,10 +422,5 @@ class _TaskValidator:
     def _resolve(self, name: str) -> str | None:
         """The executable *name* (an absolute path, or a name on PATH) is, or None."""
         if name not in self._commands:
-            if name.startswith("/"):
-                usable = os.path.isfile(name) and os.access(name, os.X_OK)
-                self._commands[name] = name if usable else None
-            else:
-                found = self.which(name)
-                self._commands[name] = os.path.abspath(found) if found else None
+            self._commands[name] = _resolve_command(name, self.base_dir, self.which)
         return self._commands[name]

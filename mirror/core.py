@@ -16,18 +16,21 @@ caller passes in (the daemon passes ``os.path.realpath``; the default,
 """
 from __future__ import annotations
 
+import math
 import os.path
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Union
 
+from mirror.checkfiles import fetched_path
 from mirror.cron import CronSchedule
 from mirror.history import RunResult, TaskHistory
+from mirror.hooks import hook_stage
 from mirror.i18n import _
 from mirror.policy import DELAY_SECONDS, Conditions, refusal
 from mirror.runs import Ending, Run, RunKind, RunRecord, log_path_for
-from mirror.task import GeneralSettings, TaskSpec
+from mirror.task import GeneralSettings, Stage, StageRole, TaskSpec
 from mirror.taskqueue import RETRY, RUN, SYSTEM, TIMEOUT, QueueEntry, QueueKind, TaskQueue
 from mirror.textenum import TextEnum
 from mirror.zoneoffsets import offsets_for
@@ -145,7 +148,8 @@ class SchedulingCore:
 
     def __init__(self, tasks: Iterable[TaskSpec], general: GeneralSettings, zone: tzinfo,
                  now: float, resolve_path: Callable[[str], str] = os.path.normpath,
-                 histories: Mapping[str, TaskHistory] | None = None) -> None:
+                 histories: Mapping[str, TaskHistory] | None = None,
+                 checkdir: str | None = None) -> None:
         """Queue the first run of every enabled task.
 
         Args:
@@ -161,12 +165,15 @@ class SchedulingCore:
             histories: each task's recorded history, read (never written) for the upstream a
                 run starts from and the failure counters its end continues; the caller
                 records what :class:`RunEnd` says. Empty by default.
+            checkdir: mirrord's private directory where a task's ``checkfile`` is fetched
+                (:mod:`mirror.checkfiles`); None: no run checks its upstream first.
         """
         self.general = general
         self.zone = zone
         self.offsets = offsets_for(zone)
         self.resolve_path = resolve_path
         self.histories: Mapping[str, TaskHistory] = {} if histories is None else histories
+        self.checkdir = checkdir
         self.queue = TaskQueue()
         self.tasks: dict[str, TaskSpec] = {}
         # The one record of what runs: a task decided to start (or started with --run) is
@@ -225,8 +232,12 @@ class SchedulingCore:
     # --- scheduling -------------------------------------------------------------------------
 
     def next_scheduled(self, task: TaskSpec, after: float) -> float:
-        """The task's first scheduled time strictly after *after* (epoch seconds)."""
-        return task.schedule.next_instant(after, self.offsets)
+        """The task's first scheduled time strictly after *after* (epoch seconds), its
+        ``randomdelay`` offset included; for an ``interval`` task, *after* is the end of its
+        last run."""
+        if task.schedule.from_end:
+            return task.schedule.next_instant(after, self.offsets) + task.spread
+        return task.schedule.next_instant(after - task.spread, self.offsets) + task.spread
 
     def seconds_until_next(self, now: float) -> float | None:
         """How long the caller may sleep: 0 if something is due, None if the queue is empty."""
@@ -265,12 +276,16 @@ class SchedulingCore:
 
     def _decide_run(self, entry: QueueEntry, now: float, conditions: Conditions) -> Decision | None:
         task = self.tasks[entry.name]
-        scheduled = self.next_scheduled(task, now)
-        if entry.kind == RUN:
+        from_end = task.schedule.from_end  # the next run is queued when this one ends
+        scheduled = math.inf if from_end else self.next_scheduled(task, now)
+        if entry.kind == RUN and not from_end:
             self.queue.push(scheduled, task.priority, RUN, task.name)
         if task.name in self._running:
             if entry.kind == RETRY:
                 return None
+            if from_end:
+                return Decision(SKIP, task.name, entry.kind, entry.due,
+                                _("still running; next run one interval after it ends"))
             return Decision(SKIP, task.name, entry.kind, entry.due,
                             _("still running; next run at its next scheduled time"), scheduled)
         resolved = self._resolve(task)
@@ -290,7 +305,8 @@ class SchedulingCore:
             return Decision(DELAY, task.name, entry.kind, entry.due, reason,
                             min(delayed, scheduled))
         self._mark_started(task, resolved, now)
-        return Decision(START, task.name, entry.kind, entry.due, next_due=scheduled)
+        return Decision(START, task.name, entry.kind, entry.due,
+                        next_due=None if from_end else scheduled)
 
     def writer_of(self, task: TaskSpec) -> str | None:
         """The other running task whose localdir is *task*'s localdir, an alias of it, or a
@@ -374,6 +390,8 @@ class SchedulingCore:
             if queued is not None and queued.enabled and waiting not in self._running:
                 self.queue.push(now, queued.priority, RUN, waiting)
         task = self.tasks.get(name)
+        if task is not None and task.enabled and task.schedule.from_end:
+            self.queue.push(self.next_scheduled(task, now), task.priority, RUN, name)
         if task is None or succeeded or not may_retry or not task.enabled or not task.autoretry:
             return None
         retry_at = now + task.autoretry
@@ -405,10 +423,26 @@ class SchedulingCore:
         index = history.upstream_index % len(task.upstreams) if task.upstreams else 0
         upstream = task.upstreams[index] if task.upstreams else None
         log_path = log_path_for(self.general.logdir, name, now, self.zone)
-        run = Run(task=task, kind=RunKind(kind), plan=task.stages(index, log_path),
+        run = Run(task=task, kind=RunKind(kind),
+                  plan=self._plan(task, RunKind(kind), index, upstream, log_path),
                   upstream=upstream, upstream_index=index, started=now, log_path=log_path)
         self._running[name] = run
         return run
+
+    def _plan(self, task: TaskSpec, kind: RunKind, index: int, upstream: str | None,
+              log_path: str) -> list[Stage]:
+        """A run's stages: ``exec_before``, the fetch of the checkfile (not for an admin's
+        ``--run``, which always syncs), then the kind's own. The hooks after the sync are
+        added when it ends (:meth:`stage_ended`), since they are told how it ended."""
+        plan = []
+        before = hook_stage(task, StageRole.BEFORE, upstream, log_path)
+        if before is not None:
+            plan.append(before)
+        if self.checkdir is not None and kind is not RunKind.MANUAL:
+            check = task.kind.check_stage(task, index, fetched_path(self.checkdir, task.name))
+            if check is not None:
+                plan.append(check)
+        return plan + task.stages(index, log_path)
 
     def adopt(self, record: RunRecord, now: float, trusted: bool = False) -> Run:
         """Take over the run *record* describes, left by a mirrord that ran before this one
@@ -448,7 +482,9 @@ class SchedulingCore:
                   log_path=log_path, stage=record.stage, ending=record.ending,
                   pid=record.identity.pid, first_pid=record.first_pid,
                   stage_started=record.stage_started, run_id=record.identity.run_id,
-                  identity=record.identity)
+                  identity=record.identity, outcome=record.outcome,
+                  outcome_code=record.outcome_code, outcome_signal=record.outcome_signal,
+                  traced=record.traced)
         self._running[task.name] = run
         return run
 
@@ -463,7 +499,9 @@ class SchedulingCore:
                          stage_started=run.stage_started, log_path=run.log_path,
                          first_pid=run.first_pid, identity=run.identity, ending=run.ending,
                          localdir=None if holding is None else holding.localdir,
-                         resolved=None if holding is None else holding.resolved)
+                         resolved=None if holding is None else holding.resolved,
+                         outcome=run.outcome, outcome_code=run.outcome_code,
+                         outcome_signal=run.outcome_signal, traced=run.traced)
 
     def run_lost(self, name: str, result: RunResult, now: float) -> RunEnd:
         """*name*'s run ended without an exit status: its process was gone when mirrord
@@ -476,27 +514,49 @@ class SchedulingCore:
         run = self._running[name]
         if run is None:
             raise KeyError(name)
-        return self._end(run, run.ending.result if run.ending is not None else result, None, now)
+        role = run.current.role
+        if run.ending is not None:
+            result = run.ending.result
+        elif role in (StageRole.BEFORE, StageRole.CHECK):
+            result = RunResult.INTERRUPTED  # nothing was synced yet: nothing can have failed
+        elif role is StageRole.ON_FAILURE and run.outcome is not None:
+            result = run.outcome  # the sync's result is known; only the hook's is not
+        return self._end(run, result, None, now)
 
     def end_requested(self, name: str, ending: Ending) -> Run | None:
-        """Note that *name*'s run is being ended (timed out, cancelled, stopped); the first
-        reason given is the one its result will say.
+        """Note that *name*'s run is being ended (timed out, cancelled, stopped, stalled); the
+        first reason given is the one its result will say, except that a timeout, a cancel or
+        a stop overrides a stall (no ``exec_on_failure`` then).
 
         Returns:
             The run, or None when *name* has no run in progress.
         """
         run = self._running.get(name)
-        if run is not None and run.ending is None:
+        if run is not None and (run.ending is None or (run.ending is Ending.STALLED
+                                                       and ending is not Ending.STALLED)):
             run.ending = ending
         return run
 
-    def stage_ended(self, name: str, exit_code: int | None, now: float) -> StageDecision:
+    def stage_ended(self, name: str, exit_code: int | None, now: float,
+                    unchanged: bool = False) -> StageDecision:
         """The current stage of *name*'s run ended with *exit_code* (None: killed by a signal).
 
+        What follows depends on the stage's role:
+
+        * ``exec_before``: 0 goes on; anything else ends the run VETOED.
+        * the checkfile's fetch: *unchanged* (the caller compared the file with the copy of
+          the last success) ends the run UNCHANGED; changed, or not fetched (also when it
+          stalled), goes on to the full sync.
+        * a sync stage: success goes on to the next one; after the last one, or a failure,
+          ``exec_on_success`` or ``exec_on_failure`` runs if set, else the run ends.
+        * ``exec_on_success``: 0 ends the run SUCCESS; anything else ends it FAILED.
+        * ``exec_on_failure``: the run ends as the sync did.
+
+        A run being ended (timeout, cancel, stop) ends with that result at once, except a
+        STALLED sync stage, after which ``exec_on_failure`` still runs.
+
         Returns:
-            :class:`NextStage` when it succeeded and another stage follows (the run has
-            moved on to it); else :class:`RunEnd`: success after the last stage, the
-            ending's result when the run was being ended, else failure.
+            :class:`NextStage` (the run has moved on to it), or :class:`RunEnd`.
 
         Raises:
             KeyError: *name* has no run in progress.
@@ -504,13 +564,50 @@ class SchedulingCore:
         run = self._running[name]
         if run is None:
             raise KeyError(name)
+        role = run.current.role
+        if run.ending is Ending.STALLED and role is StageRole.CHECK:
+            run.ending = None  # the checkfile could not be fetched: the full sync runs
+            return self._next(run)
         if run.ending is not None:
-            return self._end(run, run.ending.result, exit_code, now)
-        if not run.task.succeeded(exit_code, self.general):
-            return self._end(run, RunResult.FAILED, exit_code, now)
-        if run.stage == run.stages:
-            return self._end(run, RunResult.SUCCESS, exit_code, now)
+            result = run.ending.result
+            if result is RunResult.STALLED and role is StageRole.SYNC:
+                return self._after_sync(run, result, exit_code, now)
+            if role in (StageRole.ON_SUCCESS, StageRole.ON_FAILURE):
+                exit_code = run.outcome_code  # the sync's, not the hook's
+            return self._end(run, result, exit_code, now)
+        if role is StageRole.BEFORE:
+            return (self._next(run) if exit_code == 0
+                    else self._end(run, RunResult.VETOED, exit_code, now))
+        if role is StageRole.CHECK:
+            return (self._end(run, RunResult.UNCHANGED, exit_code, now)
+                    if exit_code == 0 and unchanged else self._next(run))
+        if role is StageRole.SYNC:
+            if not run.task.succeeded(exit_code, self.general):
+                return self._after_sync(run, RunResult.FAILED, exit_code, now)
+            if run.stage < run.stages:
+                return self._next(run)
+            return self._after_sync(run, RunResult.SUCCESS, exit_code, now)
+        if role is StageRole.ON_SUCCESS:
+            return (self._end(run, RunResult.SUCCESS, run.outcome_code, now) if exit_code == 0
+                    else self._end(run, RunResult.FAILED, exit_code, now))
+        return self._end(run, run.outcome or RunResult.FAILED, run.outcome_code, now)
+
+    @staticmethod
+    def _next(run: Run) -> NextStage:
         run.stage += 1
+        return NextStage(run)
+
+    def _after_sync(self, run: Run, result: RunResult, exit_code: int | None,
+                    now: float) -> StageDecision:
+        """The sync ended with *result*: run the hook for it, if the task has one."""
+        role = StageRole.ON_SUCCESS if result is RunResult.SUCCESS else StageRole.ON_FAILURE
+        stage = hook_stage(run.task, role, run.upstream, run.log_path, result.value, exit_code)
+        if stage is None:
+            return self._end(run, result, exit_code, now)
+        run.outcome, run.outcome_code = result, exit_code
+        del run.plan[run.stage:]  # the sync stages a failure leaves out: the hook comes next
+        run.plan.append(stage)
+        run.stage = run.stages
         return NextStage(run)
 
     def stage_not_started(self, name: str, now: float) -> RunEnd:
@@ -530,15 +627,14 @@ class SchedulingCore:
         history = self.histories.get(name, NO_HISTORY)
         consecutive, total = history.consecutive_failures, history.failures_total
         upstream_index = history.upstream_index
-        if result is RunResult.SUCCESS:
+        if result.fresh:
             consecutive = 0
         elif result.went_wrong:
             consecutive += 1
             total += 1
             if len(run.task.upstreams) > 1:
                 upstream_index = (run.upstream_index + 1) % len(run.task.upstreams)
-        retry_at = self.finished(name, now, result is RunResult.SUCCESS,
-                                 may_retry=result.retried)
+        retry_at = self.finished(name, now, result.fresh, may_retry=result.retried)
         return RunEnd(run=run, result=result, exit_code=exit_code, ended=now,
                       duration=round(now - run.started, 3),
                       previous_failures=history.consecutive_failures,
@@ -582,7 +678,9 @@ class SchedulingCore:
                 self.queue.cancel(RETRY, name)
             elif before is None or not before.enabled \
                     or before.schedule.expression != task.schedule.expression \
-                    or self.queue.get(RUN, name) is None:
+                    or before.spread != task.spread \
+                    or (self.queue.get(RUN, name) is None
+                        and not (task.schedule.from_end and name in self._running)):
                 self._queue_next_run(task, now)
             elif before.priority != task.priority:
                 entry = self.queue.get(RUN, name)
@@ -596,8 +694,12 @@ class SchedulingCore:
         starts at once (once), and none runs twice after a step back.
         """
         for entry in self.queue.entries():
-            if entry.kind in (TIMEOUT, RETRY):
+            if entry.kind in (TIMEOUT, RETRY) or (entry.kind == RUN and self._from_end(entry.name)):
                 self.queue.push(entry.due + delta, entry.priority, entry.kind, entry.name)
+
+    def _from_end(self, name: str) -> bool:
+        task = self.tasks.get(name)
+        return task is not None and task.schedule.from_end
 
     def _queue_retry_from_history(self, task: TaskSpec, now: float) -> None:
         """Queue again the retry an earlier mirrord had queued (a retry lives only in the
@@ -614,6 +716,18 @@ class SchedulingCore:
             self.queue.push(retry_at, task.priority, RETRY, task.name)
 
     def _queue_next_run(self, task: TaskSpec, now: float) -> None:
+        """Queue *task*'s next scheduled run: a cron task at its next time; an interval task
+        one interval after its last recorded end (at once, plus its spread, without one, or
+        when that run was ended by a stop of mirrord or by its crash: it did not finish)."""
+        if task.schedule.from_end:
+            history = self.histories.get(task.name)
+            last_end = None if history is None else history.last_end
+            unfinished = history is not None and history.result in (RunResult.KILLED,
+                                                                    RunResult.INTERRUPTED)
+            due = (now + task.spread if last_end is None or unfinished
+                   else self.next_scheduled(task, min(last_end, now)))
+            self.queue.push(due, task.priority, RUN, task.name)
+            return
         self.queue.push(self.next_scheduled(task, now), task.priority, RUN, task.name)
 
 

@@ -23,6 +23,7 @@ import time
 from bisect import bisect_left
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, tzinfo
+from typing import ClassVar
 
 from croniter import croniter
 
@@ -116,6 +117,7 @@ class CronSchedule:
     dom_restricted: bool
     dow_restricted: bool
     hour_has_star: bool
+    from_end: ClassVar[bool] = False  # runs at wall times, not counted from a run's end
 
     @classmethod
     def parse(cls, text: str) -> CronSchedule:

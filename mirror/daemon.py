@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import tzinfo
 from typing import TYPE_CHECKING, Any
 
+from mirror.checkfiles import checkdir_for
 from mirror.config import MirrorConfig, load_config
 from mirror.control import Connection, ControlServer, error, validate_request
 from mirror.core import Action, NextStage, RunEnd, SchedulingCore, StageDecision
@@ -61,8 +62,9 @@ from mirror.runs import (
     write_log,
 )
 from mirror.sdnotify import SystemdNotifier
+from mirror.stagework import StageWork
 from mirror.sysinfo import SystemProbe
-from mirror.task import GeneralSettings
+from mirror.task import GeneralSettings, StageRole
 from mirror.viewjson import queue_reply, run_reply, status_reply
 from mirror.views import Snapshot, queue_views, take_snapshot, task_view
 from mirror.wallclock import CLOCK_SET, WallTimer
@@ -70,6 +72,7 @@ from mirror.wallclock import CLOCK_SET, WallTimer
 if TYPE_CHECKING:
     from mirror.entrypoints import EntryPointLike
 
+AFTER_SYNC = (StageRole.ON_SUCCESS, StageRole.ON_FAILURE)
 log = logging.getLogger(__name__)
 
 CLOCK_JUMP_TOLERANCE = 2.0  # seconds of disagreement between wall and monotonic time
@@ -148,8 +151,9 @@ class MirrorDaemon:
         self._drain_signals: Callable[[], list[int]] = list
         self._restarting = False
         self.handover_digest: str | None = None  # of the state file this image last wrote
+        self.stagework = StageWork(checkdir_for(paths.statefile), monotonic)
         self.core = SchedulingCore(config.tasks, config.general, zone, wall(), os.path.realpath,
-                                   histories=self.states)
+                                   histories=self.states, checkdir=self.stagework.checkdir)
         self.pids: dict[int, str] = {}
         self.kill_deadlines: dict[int, float] = {}  # process group → monotonic deadline
         # Adopted runs whose process is not a child: pidfd → task name; without pidfds,
@@ -242,6 +246,7 @@ class MirrorDaemon:
         self._notice_clock_jump()
         self._kill_overdue_groups()
         self._poll_adopted_when_due()
+        self._end_stalled_stages()
         self._flush_state_when_due()
         self.control.expire(self.monotonic())
         if self.restart_requested and not self.stopping:
@@ -295,6 +300,9 @@ class MirrorDaemon:
             limits.append(self._state_flush_at - self.monotonic())
         if self._adopted_poll_at is not None:
             limits.append(self._adopted_poll_at - self.monotonic())
+        progress_check = self.stagework.next_deadline()
+        if progress_check is not None:
+            limits.append(progress_check - self.monotonic())
         control_deadline = self.control.next_deadline()
         if control_deadline is not None:
             limits.append(control_deadline - self.monotonic())
@@ -340,7 +348,11 @@ class MirrorDaemon:
                 continue
             run = self.core.run_of(name)
             assert run is not None
-            self._stage_ended(run, status)
+            try:
+                self._stage_ended(run, status)
+            except Exception:  # the other children of this batch are reaped: go on with them
+                log.exception("%s: unexpected error while recording the end of a stage; "
+                              "mirrord carries on", name)
 
     # --- scheduling ---------------------------------------------------------------------
 
@@ -436,12 +448,21 @@ class MirrorDaemon:
             self._make_directory(self.general.logdir)
             for directory in run.task.directories():
                 self._make_directory(directory)
-            write_log(run.log_path, header_line(run, now, self.zone))
+            problem_before = self.stagework.before_spawn(run)
+            if problem_before is None:
+                write_log(run.log_path, header_line(run, now, self.zone))
         except OSError as problem:
             log.error("%s: cannot prepare stage %d: %s", run.task.name, run.stage, problem)
             append_line(run.log_path, f"=== mirrord: {run.task.name} could not start: "
                                       f"{problem}\n")
             self._finish(self.core.stage_not_started(run.task.name, self.wall()), None)
+            return
+        if problem_before is not None:  # the checkfile cannot be fetched: sync without it
+            message = f"checkfile not fetched ({problem_before}): the full sync runs"
+            log.error("%s: %s", run.task.name, message)
+            append_line(run.log_path, f"=== mirrord: {message}\n")
+            self._carry_out(run, self.core.stage_ended(run.task.name, None, self.wall()),
+                            None, "not started")
             return
         if not run.run_id:
             run.run_id = os.urandom(8).hex()
@@ -472,6 +493,7 @@ class MirrorDaemon:
         run.pid = launched.pid
         run.identity = ProcessIdentity.of(run.pid, run.run_id)
         self.pids[run.pid] = run.task.name
+        self.stagework.launched(run, run.pid)
         self.save_state()  # the run's record: a mirrord started after a crash takes it over
         log.info("%s: stage %d/%d started (%s%s), pid %d", run.task.name, run.stage, run.stages,
                  run.kind, f", upstream {run.upstream}" if run.upstream else "", run.pid)
@@ -487,15 +509,32 @@ class MirrorDaemon:
         if self.runner.group_alive(run.pid):
             self._end_group(run.pid)  # what the stage left behind in its group goes too
         signal_name = signal.Signals(signum).name if signum else None
-        decision: StageDecision = self.core.stage_ended(run.task.name, code, now)
+        unchanged, note = self.stagework.stage_ended(run, code, now)
+        if note:
+            append_line(run.log_path, f"=== mirrord: {note}\n")
+            log.info("%s: %s", run.task.name, note)
+        self._carry_out(run, self.core.stage_ended(run.task.name, code, now, unchanged),
+                        signal_name, outcome)
+
+    def _carry_out(self, run: Run, decision: StageDecision, signal_name: str | None,
+                   outcome: str) -> None:
+        """Start the next stage, or record the end of the run, as the core decided after a
+        stage that ended as *outcome* said."""
         if isinstance(decision, NextStage):
             log.info("%s: stage %d/%d ended: %s", run.task.name, run.stage - 1, run.stages,
                      outcome)
             run.pid = None
+            if run.current.role in AFTER_SYNC:
+                run.outcome_signal = signal_name  # the hook is told of the sync, and so is
+                # the run's end, not of the hook
+            if run.current.role is StageRole.ON_SUCCESS:
+                for note in self.stagework.synced(run, self.wall(), self.general):
+                    append_line(run.log_path, f"=== mirrord: {note}\n")
             self._spawn_stage(run)
             return
-        self._finish(decision, signal_name if decision.result is not RunResult.SUCCESS
-                     else None, outcome)
+        if run.current.role in AFTER_SYNC:
+            signal_name = run.outcome_signal
+        self._finish(decision, signal_name if not decision.result.fresh else None, outcome)
 
     def _finish(self, end: RunEnd, signal_name: str | None, outcome: str | None = None) -> None:
         """Record the run end the core decided; *outcome* is how its last stage ended, when
@@ -507,17 +546,21 @@ class MirrorDaemon:
         state.result = result
         state.exit_code = end.exit_code
         state.signal = signal_name
-        state.stage = run.stage
+        # after a hook, the stage the sync reached (the hook follows it)
+        stage = run.stage - 1 if run.current.role in AFTER_SYNC else run.stage
+        state.stage = stage
         state.upstream = run.upstream
-        if result is RunResult.SUCCESS:
+        if result.fresh:
             state.last_success = now
+        for note in self.stagework.run_ended(run, result, now, self.general):
+            append_line(run.log_path, f"=== mirrord: {note}\n")
         state.consecutive_failures = end.consecutive_failures
         state.failures_total = end.failures_total
         state.upstream_index = end.upstream_index
         reply = result_reply(name, state)
         if end.forget:
             self.states.pop(name, None)  # removed by a reload: forgotten once finished
-        log.log(logging.INFO if result is RunResult.SUCCESS else logging.WARNING,
+        log.log(logging.INFO if result.fresh or result is RunResult.VETOED else logging.WARNING,
                 "%s: %s after %.0f s%s%s", name, result, now - run.started,
                 f" (stage {run.stage}/{run.stages}: {outcome})" if outcome else "",
                 f"; retry at {time.strftime('%H:%M:%S', time.localtime(retry_at))}"
@@ -532,7 +575,7 @@ class MirrorDaemon:
         self.emit(RunFinishedEvent(
             taskname=name, kind=run.kind, result=result, exit_code=end.exit_code,
             signal=signal_name, started=run.started, ended=now, duration=end.duration,
-            stage=run.stage, stages=run.stages, upstream=run.upstream, log_path=run.log_path,
+            stage=stage, stages=run.stages, upstream=run.upstream, log_path=run.log_path,
             previous_failures=end.previous_failures,
             consecutive_failures=end.consecutive_failures, retry_at=retry_at))
         if retry_at is not None:
@@ -653,8 +696,10 @@ class MirrorDaemon:
             self._finish(self.core.run_lost(record.name, RunResult.INTERRUPTED, now), None,
                          outcome)
             return
-        if run.ending is not None:  # it was being ended: TERM again, KILL after killgrace
-            self._end_group(identity.pid)
+        if run.ending is not None and not (run.ending is Ending.STALLED
+                                           and run.current.role in AFTER_SYNC):
+            self._end_group(identity.pid)  # it was being ended: TERM again, KILL after killgrace
+        self.stagework.launched(run, identity.pid)  # its iotimeout counts from now
         if child:
             self.pids[identity.pid] = record.name
         else:
@@ -709,6 +754,15 @@ class MirrorDaemon:
                 else:
                     self._adopted_ended(run.task.name)
         self._adopted_poll_at = (self.monotonic() + ADOPTED_POLL_SECONDS) if watching else None
+
+    def _end_stalled_stages(self) -> None:
+        for name, seconds in self.stagework.stalled():
+            run = self.core.run_of(name)
+            if run is not None:
+                append_line(run.log_path, f"=== mirrord: no data moved for {seconds:.0f} s "
+                                          f"(iotimeout {run.task.iotimeout} s): ending the "
+                                          "stage\n")
+            self._terminate(name, Ending.STALLED)
 
     def _adopted_ended(self, name: str) -> None:
         """An adopted run's process, not a child, has ended: its exit status is unknown."""
@@ -964,7 +1018,7 @@ class MirrorDaemon:
 
 def result_reply(name: str, state: TaskHistory) -> dict[str, object]:
     """The answer to ``run`` with ``wait``: how the run that just ended went."""
-    succeeded = state.result is RunResult.SUCCESS
+    succeeded = state.result is not None and state.result.fresh
     return {"ok": succeeded, "name": name, "result": state.result,
             "exit_code": state.exit_code, "signal": state.signal,
             "error": None if succeeded else _("{name} ended: {result}").format(

@@ -31,13 +31,23 @@ class RunResult(TextEnum):
     # Adopted after mirrord died, it ended while no mirrord could read its exit status.
     UNATTENDED = "unattended"
     INTERRUPTED = "interrupted"  # its processes were gone when mirrord started again
+    UNCHANGED = "unchanged"  # its checkfile was as at the last success: nothing to sync
+    STALLED = "stalled"  # it moved no data for iotimeout and was ended
+    VETOED = "vetoed"  # its exec_before hook exited non-zero: it did not sync
 
     @property
     def went_wrong(self) -> bool:
         """Whether the sync failed on its own, or may have (counted as a failure, retried,
-        and a reason to fail over); a run that was cancelled, stopped or interrupted says
-        nothing about its upstream."""
-        return self in (RunResult.FAILED, RunResult.TIMEOUT, RunResult.UNATTENDED)
+        and a reason to fail over); a run that was cancelled, stopped, interrupted or
+        vetoed says nothing about its upstream."""
+        return self in (RunResult.FAILED, RunResult.TIMEOUT, RunResult.UNATTENDED,
+                        RunResult.STALLED)
+
+    @property
+    def fresh(self) -> bool:
+        """Whether the mirror is as fresh as its upstream after this run: it synced, or
+        found nothing new (the last success, the feeds and the metrics advance)."""
+        return self in (RunResult.SUCCESS, RunResult.UNCHANGED)
 
     @property
     def retried(self) -> bool:
@@ -54,6 +64,9 @@ CANCELLED = RunResult.CANCELLED
 KILLED = RunResult.KILLED
 UNATTENDED = RunResult.UNATTENDED
 INTERRUPTED = RunResult.INTERRUPTED
+UNCHANGED = RunResult.UNCHANGED
+STALLED = RunResult.STALLED
+VETOED = RunResult.VETOED
 FORMAT_VERSION = 1
 MAX_STATE_BYTES = 64 * 1024 * 1024  # about 100,000 tasks; /dev/zero must not fill memory
 

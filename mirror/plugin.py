@@ -23,9 +23,11 @@ What the daemon looks like
     :class:`Snapshot` (``host.snapshot()``) holds :class:`TaskView` and
     :class:`QueueView` objects; a task's ``state`` is a :class:`TaskCondition`
     (:data:`RUNNING`, :data:`IDLE` or :data:`DISABLED`); a run's result is a
-    :class:`RunResult` (:data:`SUCCESS`, :data:`FAILED`, :data:`TIMEOUT`, :data:`CANCELLED`
-    or :data:`KILLED`); a queue entry's kind is a :class:`QueueKind`. All three are strings
-    too: they compare equal to, and serialise as, their words.
+    :class:`RunResult` (:data:`SUCCESS`, :data:`UNCHANGED`, :data:`FAILED`, :data:`TIMEOUT`,
+    :data:`STALLED`, :data:`VETOED`, :data:`CANCELLED`, :data:`KILLED`, :data:`UNATTENDED` or
+    :data:`INTERRUPTED`; ``result.fresh`` says whether the mirror is up to date); a queue
+    entry's kind is a :class:`QueueKind`. All three are strings too: they compare equal to,
+    and serialise as, their words.
 
 Events
     The classic ones (0.8.4's names; handlers get positional arguments):
@@ -71,9 +73,12 @@ from mirror.history import (
     FAILED,
     INTERRUPTED,
     KILLED,
+    STALLED,
     SUCCESS,
     TIMEOUT,
     UNATTENDED,
+    UNCHANGED,
+    VETOED,
     RunResult,
 )
 from mirror.loopcalls import UNANSWERED, LoopClosed
@@ -104,10 +109,13 @@ __all__ = [
     "INTERRUPTED",
     "KILLED",
     "RUNNING",
+    "STALLED",
     "SUCCESS",
     "TIMEOUT",
     "UNANSWERED",
     "UNATTENDED",
+    "UNCHANGED",
+    "VETOED",
     "Conditions",
     "HandlerMismatch",
     "HostAPI",

@@ -20,7 +20,7 @@ from mirror.history import RunResult
 from mirror.i18n import _
 from mirror.localzone import iso
 from mirror.procident import ProcessIdentity
-from mirror.task import Stage, TaskSpec
+from mirror.task import Stage, StageRole, TaskSpec
 from mirror.textenum import TextEnum
 
 
@@ -38,6 +38,7 @@ class Ending(TextEnum):
     TIMEOUT = "timeout"  # the task's timeout passed
     CANCELLED = "cancelled"  # an admin cancelled it
     KILLED = "killed"  # mirrord is stopping
+    STALLED = "stalled"  # it moved no data for the task's iotimeout
 
     @property
     def result(self) -> RunResult:
@@ -75,6 +76,15 @@ class Run:
     # Adopted from a mirrord that died: the process is not a child, so its exit status
     # cannot be read; its end is noticed through a pidfd (or by polling /proc).
     unattended: bool = False
+    # While an exec_on_success or exec_on_failure hook runs: how the sync ended.
+    outcome: RunResult | None = None
+    outcome_code: int | None = None
+    outcome_signal: str | None = None
+    # Set by the daemon as each sync stage ends: its seconds and the bytes rsync received
+    # (None when its log did not say), for the trace file.
+    sync_stats: list[tuple[float, int | None]] = field(default_factory=list)
+    log_offset: int = 0  # the task log's size when the current stage started
+    traced: bool = False  # its trace file is written
 
     @property
     def stages(self) -> int:
@@ -170,19 +180,26 @@ class RunRecord:
     ending: Ending | None
     localdir: str | None
     resolved: str | None
+    outcome: RunResult | None = None
+    outcome_code: int | None = None
+    outcome_signal: str | None = None
+    traced: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         """The record as plain JSON values."""
         return {"kind": self.kind.value, "stage": self.stage,
-                "plan": [{"argv": list(stage.argv), "environ": dict(stage.environ)}
-                         for stage in self.plan],
+                "plan": [{"argv": list(stage.argv), "environ": dict(stage.environ),
+                          "role": stage.role.value} for stage in self.plan],
                 "upstream": self.upstream, "upstream_index": self.upstream_index,
                 "started": self.started, "stage_started": self.stage_started,
                 "log_path": self.log_path, "first_pid": self.first_pid,
                 "pid": self.identity.pid, "start_ticks": self.identity.start_ticks,
                 "boot": self.identity.boot, "run_id": self.identity.run_id,
                 "ending": None if self.ending is None else self.ending.value,
-                "localdir": self.localdir, "resolved": self.resolved}
+                "localdir": self.localdir, "resolved": self.resolved,
+                "outcome": None if self.outcome is None else self.outcome.value,
+                "outcome_code": self.outcome_code, "outcome_signal": self.outcome_signal,
+                "traced": self.traced}
 
     @classmethod
     def from_dict(cls, name: str, data: Mapping[str, Any], now: float | None = None) -> RunRecord:
@@ -213,7 +230,11 @@ class RunRecord:
                     isinstance(key, str) and isinstance(item, str)
                     for key, item in environ.items()):
                 raise ValueError(_("a stage's 'environ' is not an object of strings"))
-            plan.append(Stage(tuple(argv), dict(environ)))
+            role = stage.get("role", StageRole.SYNC.value)
+            if role not in {member.value for member in StageRole}:
+                raise ValueError(_("a stage's 'role' is not one of {roles}").format(
+                    roles=", ".join(member.value for member in StageRole)))
+            plan.append(Stage(tuple(argv), dict(environ), StageRole(role)))
         stage_number = value("stage", int)
         if not 1 <= stage_number <= len(plan):
             raise ValueError(_("'stage' {stage} is not one of the plan's stages").format(
@@ -253,7 +274,11 @@ class RunRecord:
                                             boot=value("boot", str),
                                             run_id=value("run_id", str)),
                    ending=ending, localdir=value("localdir", str, optional=True),
-                   resolved=value("resolved", str, optional=True))
+                   resolved=value("resolved", str, optional=True),
+                   outcome=word("outcome", RunResult, optional=True),
+                   outcome_code=value("outcome_code", int, optional=True),
+                   outcome_signal=value("outcome_signal", str, optional=True),
+                   traced=data.get("traced") is True)
 
 
 def _type_names(kinds: type | tuple[type, ...]) -> str:

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Union
 
 from mirror.cron import CronSchedule
+from mirror.interval import IntervalSchedule
 from mirror.kinds.base import PRIORITY_LOWEST, TaskOptions
+from mirror.textenum import TextEnum
 
 if TYPE_CHECKING:
     from mirror.kinds.base import TaskKind
@@ -30,6 +32,36 @@ class GeneralSettings:
     successcodes: tuple[int, ...] = ()
     killgrace: int = 30
     statefile: str | None = None
+    randomdelay: int = 0
+    exec_before: tuple[str, ...] = ()
+    exec_on_success: tuple[str, ...] = ()
+    exec_on_failure: tuple[str, ...] = ()
+    maintainer: str = ""
+    tracehost: str = ""
+
+
+# When a task runs: a cron expression, or an interval after the last run's end.
+Schedule = Union[CronSchedule, IntervalSchedule]
+
+
+class StageRole(TextEnum):
+    """What a stage of a run is for; the core decides what its end means by it."""
+
+    BEFORE = "exec_before"  # a hook that may veto the run
+    CHECK = "check"  # fetches the upstream's checkfile
+    SYNC = "sync"  # the kind's own stages
+    ON_SUCCESS = "exec_on_success"  # a hook after the sync succeeded
+    ON_FAILURE = "exec_on_failure"  # a hook after the sync failed
+
+
+@dataclass(frozen=True)
+class Hooks:
+    """A task's hook commands (argv, argv[0] a path; empty: none), ``[general]``'s when the
+    task sets none."""
+
+    before: tuple[str, ...] = ()
+    on_success: tuple[str, ...] = ()
+    on_failure: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -39,6 +71,7 @@ class Stage:
 
     argv: tuple[str, ...]
     environ: Mapping[str, str] = field(default_factory=dict)
+    role: StageRole = StageRole.SYNC
 
 
 @dataclass(frozen=True)
@@ -53,7 +86,7 @@ class TaskSpec:
     name: str
     enabled: bool
     time: str
-    schedule: CronSchedule = field(repr=False)
+    schedule: Schedule = field(repr=False)
     options: TaskOptions
     priority: int = PRIORITY_LOWEST
     timeout: int = 0
@@ -62,6 +95,9 @@ class TaskSpec:
     localdir: str | None = None
     successcodes: tuple[int, ...] = ()
     line: int = 0
+    spread: int = 0  # seconds each due run is delayed by (randomdelay, from the name)
+    hooks: Hooks = Hooks()
+    iotimeout: int = 0  # end a stage that moved no data for this long; 0: never
 
     @property
     def type(self) -> str:

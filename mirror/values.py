@@ -5,6 +5,7 @@ The messages say what is allowed; the loader adds file, line, section and key.
 """
 from __future__ import annotations
 
+import functools
 import math
 import re
 import shlex
@@ -166,3 +167,54 @@ def check_task_name(name: str) -> None:
     if not TASK_NAME.fullmatch(name) or name in {".", ".."}:
         raise ValueError(_("'{name}' is not a safe task name (use only letters, digits, "
                            "'.', '_' and '-'; it names the task's log files)").format(name=name))
+
+
+_HOST_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+                        r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*")
+
+
+def parse_host_name(text: str) -> str:
+    """A host's DNS name (``mirror.example.org``): it names the trace file, so never a path.
+
+    Raises:
+        ValueError: it is not a host name.
+    """
+    if len(text) > 253 or not _HOST_NAME.fullmatch(text):
+        raise ValueError(_("'{text}' is not a host name (letters, digits and '-' in labels "
+                           "separated by '.', e.g. mirror.example.org)").format(text=text))
+    return text
+
+
+def parse_trace_value(text: str) -> str:
+    """One line of text for a trace file field (``Maintainer``).
+
+    Raises:
+        ValueError: it holds a control character, which would break the file's lines.
+    """
+    if any(ord(character) < 32 or ord(character) == 127 for character in text):
+        raise ValueError(_("'{text}' holds a control character; give one line of text, "
+                           "e.g. Mirror Admins <mirror@example.org>").format(text=text))
+    return text
+
+
+def command_missing(name: str) -> str:
+    """Why the command *name* (a path, or a name looked up on PATH) cannot be run."""
+    if "/" in name:
+        return _("'{name}' is not an executable file").format(name=name)
+    return _("command '{name}' not found on PATH; install it or give its full path").format(
+        name=name)
+
+
+@functools.lru_cache(maxsize=1)
+def local_host_name() -> str:
+    """This host's fully qualified name (as ``hostname -f``), or its short name when that is
+    not a host name. Looked up once (it may ask DNS): the config loader asks first, before
+    the loop runs."""
+    import socket
+
+    for name in (socket.getfqdn(), socket.gethostname()):
+        try:
+            return parse_host_name(name)
+        except ValueError:
+            continue
+    return "localhost"

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Generic, Optional, TypeVar
 from mirror.cron import CronSchedule
 from mirror.durations import parse_duration
 from mirror.i18n import _
+from mirror.interval import IntervalSchedule
 from mirror.pluginsettings import Setting
 from mirror.values import parse_bool, parse_exit_codes, parse_int, parse_words
 
@@ -46,18 +47,37 @@ def parse_schedule(text: str) -> CronSchedule | None:
     return CronSchedule.parse(text)
 
 
+def parse_hook(text: str) -> tuple[str, ...]:
+    """A hook command: shell words, never run through a shell; empty: no hook (also none
+    of ``[general]``'s)."""
+    return parse_words(text)
+
+
 # The keys of every task section, whatever its kind. ``type`` is read first, to pick the kind.
 TYPE = Setting("type", parse_type_name, DEFAULT_KIND, "the task's kind")
 ENABLED = Setting("enabled", parse_bool, True, "0 keeps the task but never runs it")
-TIME = Setting("time", parse_schedule, None, "when to run (cron)",
-               required=lambda: _("a cron expression, e.g. 0 */6 * * *"))
+TIME = Setting("time", parse_schedule, None, "when to run (cron); or set interval")
+INTERVAL = Setting[Optional[IntervalSchedule]](
+    "interval", IntervalSchedule.parse, None, "run this long after the last run ended")
+RANDOMDELAY = Setting[Optional[int]]("randomdelay", parse_duration, None,
+                                     "delay each due run by a stable offset below this")
+IOTIMEOUT = Setting("iotimeout", parse_duration, 0,
+                    "end a stage that moved no data for this long; 0: never")
+EXEC_BEFORE = Setting[Optional[tuple[str, ...]]](
+    "exec_before", parse_hook, None, "a command run first; non-zero: the run does not sync")
+EXEC_ON_SUCCESS = Setting[Optional[tuple[str, ...]]](
+    "exec_on_success", parse_hook, None, "a command run after a sync that succeeded")
+EXEC_ON_FAILURE = Setting[Optional[tuple[str, ...]]](
+    "exec_on_failure", parse_hook, None, "a command run after a sync that failed")
+HOOK_SETTINGS = (EXEC_BEFORE, EXEC_ON_SUCCESS, EXEC_ON_FAILURE)
 TIMEOUT = Setting("timeout", parse_duration, 0, "kill the run after this long; 0: never")
 PRIORITY = Setting("priority", parse_int, PRIORITY_LOWEST, "1 (highest) to 10 (lowest)")
 AUTORETRY = Setting("autoretry", parse_duration, 0, "retry a failed run this much later")
 SUCCESSCODES = Setting[tuple[int, ...]]("successcodes", parse_exit_codes, (),
                                         "more exit codes that succeed")
 COMMON_SETTINGS: tuple[Setting[Any], ...] = (
-    TYPE, ENABLED, TIME, TIMEOUT, PRIORITY, AUTORETRY, SUCCESSCODES)
+    TYPE, ENABLED, TIME, INTERVAL, RANDOMDELAY, TIMEOUT, IOTIMEOUT, PRIORITY, AUTORETRY,
+    SUCCESSCODES, *HOOK_SETTINGS)
 
 
 def command_setting(default: str | None, help_text: str) -> Setting[str | None]:
@@ -155,6 +175,22 @@ class TaskKind(ABC, Generic[OptionsT]):
     def directories(self, spec: TaskSpec) -> tuple[str, ...]:
         """The directories to create before each stage starts; none by default."""
         return ()
+
+    def checkfile(self, spec: TaskSpec) -> str | None:
+        """The upstream's file that tells whether it changed since the last success, or None
+        (the default: the kind cannot tell)."""
+        return None
+
+    def check_stage(self, spec: TaskSpec, upstream_index: int, destination: str
+                    ) -> Stage | None:
+        """The stage that fetches :meth:`checkfile` into *destination*, or None (the
+        default)."""
+        return None
+
+    def trace_name(self, spec: TaskSpec) -> str | None:
+        """The name of the Debian trace file written into the localdir after each successful
+        sync, or None (the default: none)."""
+        return None
 
     def route(self, spec: TaskSpec) -> str:
         """The last column of ``mirrord --check``: what the run reads and writes."""

@@ -22,6 +22,7 @@ from mirror.kinds.base import (
     parse_text,
 )
 from mirror.pluginsettings import Setting
+from mirror.runenv import STAGE_VARIABLE, run_environment
 
 if TYPE_CHECKING:
     from mirror.kinds.sectionvalues import TaskValues
@@ -32,12 +33,6 @@ ARGS = args_setting("", "the script's arguments")
 UPSTREAMS = Setting("upstream[]", parse_text, "", "what the script syncs from (any text)")
 LOCALDIR = localdir_setting(True, "the directory the script writes")
 
-# The variables a stage's environment adds (tunasync's TUNASYNC_* under mirror's names).
-NAME_VARIABLE = "MIRROR_NAME"
-LOCALDIR_VARIABLE = "MIRROR_LOCALDIR"
-UPSTREAM_VARIABLE = "MIRROR_UPSTREAM"
-LOGFILE_VARIABLE = "MIRROR_LOGFILE"
-STAGE_VARIABLE = "MIRROR_STAGE"
 
 
 @dataclass(frozen=True)
@@ -76,13 +71,8 @@ class CommandKind(TaskKind[CommandOptions]):
         options = self.options(spec)
         upstream = (spec.upstreams[upstream_index % len(spec.upstreams)]
                     if spec.upstreams else "")
-        environ = {
-            NAME_VARIABLE: spec.name,
-            LOCALDIR_VARIABLE: spec.localdir or "",
-            UPSTREAM_VARIABLE: upstream,
-            LOGFILE_VARIABLE: log_path,
-            STAGE_VARIABLE: "1",
-        }
+        environ = {**run_environment(spec.name, spec.localdir, upstream, log_path),
+                   STAGE_VARIABLE: "1"}
         return [Stage((options.command, *options.args), environ)]
 
     def directories(self, spec: TaskSpec) -> tuple[str, ...]:

@@ -11,6 +11,8 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Optional
 
+from mirror.checkfiles import MAX_CHECK_BYTES
+from mirror.durations import parse_duration
 from mirror.i18n import _
 from mirror.kinds.base import (
     KindParts,
@@ -22,9 +24,11 @@ from mirror.kinds.base import (
     parse_text,
 )
 from mirror.pluginsettings import Setting
+from mirror.tracefile import TRACE_DIRECTORY, TRACES_LIST
 from mirror.values import (
     check_rsyncdir,
     check_subdirectory,
+    local_host_name,
     option_like_part,
     parse_bool,
     parse_words,
@@ -175,6 +179,33 @@ def _rsyncdir(text: str) -> str:
     return text
 
 
+def _checkfile(text: str) -> str:
+    """A file inside rsyncdir (``project/trace/master``): relative, without ``..``, no part
+    starting with ``-``, no blank or wildcard (an rsync daemon would expand one).
+
+    Raises:
+        ValueError: it is anything else; the message says what is allowed.
+    """
+    odd = next((character for character in text if character.isspace() or character in "*?[]\\"),
+               None)
+    if odd is not None:
+        raise ValueError(_("'{path}' holds {character!r}, which rsync would read as a pattern "
+                           "or a separator; name one file, e.g. project/trace/master").format(
+                               path=text, character=odd))
+    parts = text.split("/")
+    if text.startswith("/") or ".." in parts:
+        raise ValueError(_("'{path}' is not a file inside rsyncdir: give a relative path "
+                           "without '..', e.g. project/trace/master").format(path=text))
+    if text.endswith("/"):
+        raise ValueError(_("'{path}' is a directory; name the file that changes with every "
+                           "update, e.g. project/trace/master").format(path=text))
+    part = option_like_part(text)
+    if part is not None:
+        raise ValueError(_("'{path}' is not a file inside rsyncdir: '{part}' starts with '-', "
+                           "which rsync could read as an option").format(path=text, part=part))
+    return text
+
+
 UPSTREAMS = Setting(
     "upstream[]", parse_text, "", "where to sync from, one line per upstream",
     required=lambda: _("one line per upstream: a host, an rsync://host/module/ URL, or a "
@@ -186,6 +217,12 @@ LOCALDIR = localdir_setting(True, "the directory the mirror is written to")
 ARGS = args_setting(DEFAULT_RSYNC_ARGS, "rsync's options", _rsync_words)
 EXCLUDE = Setting[tuple[str, ...]]("exclude", _rsync_words, (), "more rsync options, after args")
 TWOSTAGE = Setting("twostage", parse_bool, False, "sync in two stages")
+CHECKFILE = Setting[Optional[str]](
+    "checkfile", _checkfile, None,
+    "a file of rsyncdir that changes with every upstream update; unchanged: no sync")
+TRACE = Setting("trace", parse_bool, False, "write a Debian trace file after each sync")
+CONTIMEOUT = Setting("contimeout", parse_duration, 0,
+                     "give up connecting to an rsync daemon after this long; 0: rsync's default")
 FIRSTSTAGE = Setting[Optional[str]]("firststage", parse_text, None,
                                     "the directory inside rsyncdir synced first")
 
@@ -201,6 +238,9 @@ class RsyncOptions(TaskOptions):
     exclude: tuple[str, ...] = ()
     twostage: bool = False
     firststage: str | None = None
+    checkfile: str | None = None
+    trace_name: str | None = None  # the trace file's name (a host name) when trace = 1
+    contimeout: int = 0
 
 
 def stage_argvs(task: TaskSpec, upstream_index: int = 0) -> list[list[str]]:
@@ -224,7 +264,8 @@ def stage_argvs(task: TaskSpec, upstream_index: int = 0) -> list[list[str]]:
     upstream = task.upstreams[upstream_index % len(task.upstreams)]
     source = rsync_source(upstream, options.rsyncdir)
     localdir = task.localdir or ""
-    command, args, exclude = options.command, options.args, options.exclude
+    command, args = options.command, options.args
+    exclude = (*options.exclude, *_added_options(options, upstream))
     if not options.twostage:
         return [[command, *args, *exclude, END_OF_OPTIONS, f"{source}/", localdir]]
     first = (options.firststage or "").strip("/")
@@ -232,6 +273,74 @@ def stage_argvs(task: TaskSpec, upstream_index: int = 0) -> list[list[str]]:
               f"{source}/{first}/", os.path.join(localdir, first)]
     stage2 = [command, *_deleting_after(args), *exclude, END_OF_OPTIONS, f"{source}/", localdir]
     return [stage1, stage2]
+
+
+def is_daemon_upstream(upstream: str) -> bool:
+    """Whether rsync reaches *upstream* as an rsync daemon (``rsync://``; a bare host is
+    ``host::module``), the only case where ``--contimeout`` applies."""
+    return not upstream.startswith("/")
+
+
+def _contimeout(options: RsyncOptions, upstream: str) -> list[str]:
+    """``--contimeout=N`` when the task sets it and rsync connects to a daemon."""
+    if options.contimeout and is_daemon_upstream(upstream):
+        return [f"--contimeout={options.contimeout}"]
+    return []
+
+
+def _added_options(options: RsyncOptions, upstream: str) -> list[str]:
+    """What mirrord adds after ``args`` and ``exclude`` (nothing unless a key asks for it,
+    so that 0.8.4's argv stays as it was): ``--contimeout``, and filters that keep the trace
+    files out of every deletion."""
+    added = _contimeout(options, upstream)
+    if options.trace_name:
+        added += [f"--filter=protect /{TRACE_DIRECTORY}/{options.trace_name}",
+                  f"--filter=protect /{TRACE_DIRECTORY}/{TRACES_LIST}"]
+    return added
+
+
+def check_argv(task: TaskSpec, upstream_index: int, destination: str) -> list[str]:
+    """The argv that fetches *task*'s checkfile from one upstream to *destination* (a private
+    file of mirrord's): only that file, at most MAX_CHECK_BYTES.
+
+    Raises:
+        TypeError: *task* is not an rsync task.
+        ValueError: it has no checkfile.
+    """
+    options = KIND.options(task)
+    if not options.checkfile:
+        raise ValueError(_("{name} has no checkfile").format(name=task.name))
+    upstream = task.upstreams[upstream_index % len(task.upstreams)]
+    source = rsync_source(upstream, options.rsyncdir)
+    return [options.command, *transport_options(options.args), "--no-motd",
+            f"--max-size={MAX_CHECK_BYTES}", *_contimeout(options, upstream), END_OF_OPTIONS,
+            f"{source}/{options.checkfile}", destination]
+
+
+# The options of args that say how to reach the upstream, not what to copy: the checkfile's
+# fetch keeps them (a password file, another port, ssh's command line, an address family).
+_TRANSPORT = {"--password-file", "--port", "--rsh", "-e", "--address", "--sockopts",
+              "--ipv4", "--ipv6", "-4", "-6", "--timeout", "--contimeout", "--protocol",
+              "--blocking-io", "--no-blocking-io", "--rsync-path", "--bwlimit"}
+_TRANSPORT_VALUE = {"--password-file", "--port", "--rsh", "-e", "--address", "--sockopts",
+                    "--timeout", "--contimeout", "--protocol", "--rsync-path", "--bwlimit"}
+
+
+def transport_options(args: tuple[str, ...]) -> list[str]:
+    """The options of *args* that say how to reach the upstream (``--port=8873``,
+    ``-e "ssh -p 2222"``, ``--password-file=…``, ``-4``…), with their values."""
+    kept: list[str] = []
+    take_value = False
+    for arg in args:
+        if take_value:
+            kept.append(arg)
+            take_value = False
+            continue
+        name = arg.split("=", 1)[0]
+        if name in _TRANSPORT:
+            kept.append(arg)
+            take_value = name in _TRANSPORT_VALUE and "=" not in arg
+    return kept
 
 
 # rsync(1), EXIT VALUES.
@@ -265,7 +374,8 @@ class RsyncKind(TaskKind[RsyncOptions]):
     name = "rsync"
     rank = 0
     settings = (
-        UPSTREAMS, COMMAND, RSYNCDIR, LOCALDIR, ARGS, EXCLUDE, TWOSTAGE, FIRSTSTAGE)
+        UPSTREAMS, COMMAND, RSYNCDIR, LOCALDIR, ARGS, EXCLUDE, TWOSTAGE, FIRSTSTAGE, CHECKFILE,
+        TRACE, CONTIMEOUT)
     options_type = RsyncOptions
     success_codes = (RSYNC_VANISHED,)  # some source files vanished during the transfer
 
@@ -283,13 +393,33 @@ class RsyncKind(TaskKind[RsyncOptions]):
         options = RsyncOptions(command=command, rsyncdir=values.get(RSYNCDIR),
                                args=values.get(ARGS), exclude=values.get(EXCLUDE),
                                twostage=twostage,
-                               firststage=values.get(FIRSTSTAGE) if twostage else None)
+                               firststage=values.get(FIRSTSTAGE) if twostage else None,
+                               checkfile=values.get(CHECKFILE),
+                               trace_name=_trace_name(values),
+                               contimeout=values.get(CONTIMEOUT))
         return KindParts(options, upstreams, localdir)
+
+    def check_stage(self, spec: TaskSpec, upstream_index: int, destination: str
+                    ) -> Stage | None:
+        """The fetch of ``checkfile`` (None without one)."""
+        from mirror.task import Stage, StageRole
+
+        if not self.checkfile(spec):
+            return None
+        return Stage(tuple(check_argv(spec, upstream_index, destination)), role=StageRole.CHECK)
 
     def stages(self, spec: TaskSpec, upstream_index: int, log_path: str) -> list[Stage]:
         from mirror.task import Stage
 
         return [Stage(tuple(argv)) for argv in stage_argvs(spec, upstream_index)]
+
+    def checkfile(self, spec: TaskSpec) -> str | None:
+        """``checkfile``, relative to rsyncdir."""
+        return self.options(spec).checkfile
+
+    def trace_name(self, spec: TaskSpec) -> str | None:
+        """This host's name when ``trace = 1``."""
+        return self.options(spec).trace_name
 
     def directories(self, spec: TaskSpec) -> tuple[str, ...]:
         """The localdir: rsync creates only the last directory of a destination."""
@@ -305,6 +435,15 @@ class RsyncKind(TaskKind[RsyncOptions]):
 
     def result_message(self, exit_code: int) -> str:
         return RSYNC_MESSAGES.get(exit_code, f"rsync exited with code {exit_code}")
+
+
+def _trace_name(values: TaskValues) -> str | None:
+    """The trace file's name when ``trace = 1``; this host's own name is looked up now, not
+    when the first trace is written by the loop."""
+    if not values.get(TRACE):
+        return None
+    local_host_name()
+    return values.trace_host()
 
 
 def _checked_upstream(values: TaskValues, text: str) -> str:

@@ -16,6 +16,8 @@ from mirror.diagnostics import IssueCollector
 from mirror.i18n import _
 from mirror.inifile import Entry, Section
 from mirror.pluginsettings import Setting, missing_message
+from mirror.task import GeneralSettings
+from mirror.values import command_missing, local_host_name
 
 T = TypeVar("T")
 Resolver = Callable[[str], "str | None"]
@@ -35,11 +37,14 @@ class TaskValues:
         issues: where problems go, with file, line, section and key.
         base_dir: what relative paths are relative to (the config file's directory).
         resolve: finds an executable by a name or a path (already made absolute), or None.
+        general: the ``[general]`` settings (defaults some task keys).
     """
 
     def __init__(self, section: Section, entries: Mapping[str, list[Entry]],
-                 issues: IssueCollector, base_dir: Path, resolve: Resolver) -> None:
+                 issues: IssueCollector, base_dir: Path, resolve: Resolver,
+                 general: GeneralSettings | None = None) -> None:
         self.section = section
+        self.general = general if general is not None else GeneralSettings()
         self._entries = entries
         self._issues = issues
         self._base_dir = base_dir
@@ -125,6 +130,13 @@ class TaskValues:
         """Report a warning about *setting*, at its line."""
         self._issues.warning(message, self.line(setting), self.section.name, setting.key)
 
+    def trace_host(self) -> str:
+        """The name of this host's trace file: ``[general] tracehost``, else the host's fully
+        qualified name (as ftpsync's ``hostname -f``)."""
+        if self.general.tracehost:
+            return self.general.tracehost
+        return local_host_name()
+
     def absolute(self, path: str) -> str:
         """*path* made absolute: ``~`` expanded, relative to the config file's directory."""
         return os.path.abspath(os.path.join(self._base_dir, os.path.expanduser(path)))
@@ -142,10 +154,5 @@ class TaskValues:
             return None
         resolved = self._resolve(self.absolute(name) if "/" in name else name)
         if resolved is None:
-            if "/" in name:
-                message = _("'{name}' is not an executable file").format(name=name)
-            else:
-                message = _("command '{name}' not found on PATH; install it or give its "
-                            "full path").format(name=name)
-            self.error(setting, message)
+            self.error(setting, command_missing(name))
         return resolved

@@ -19,9 +19,12 @@ from mirror.plugin import (
     INTERRUPTED,
     KILLED,
     RUNNING,
+    STALLED,
     SUCCESS,
     TIMEOUT,
     UNATTENDED,
+    UNCHANGED,
+    VETOED,
     Snapshot,
     TaskView,
 )
@@ -44,6 +47,12 @@ def result_message(task: TaskView) -> str:
         return "Never run"
     if task.result == TIMEOUT:
         return "Timed out; the process group was killed"
+    if task.result == UNCHANGED:
+        return "Up to date: the upstream's checkfile had not changed since the last sync"
+    if task.result == STALLED:
+        return "Stalled: no data moved for the task's iotimeout; the process group was killed"
+    if task.result == VETOED:
+        return f"Not synced: exec_before exited with code {task.exit_code}"
     if task.result == CANCELLED:
         return "Cancelled by an admin"
     if task.result == KILLED:
@@ -116,13 +125,13 @@ def jobs_status(task: TaskView) -> str:
         return "syncing"
     if task.state == DISABLED:
         return "disabled"
-    if task.result == SUCCESS:
+    if task.result in (SUCCESS, UNCHANGED):  # synced, or checked and nothing was new
         return "success"
     # After a crash the mirror is not known to be fresh: unattended and interrupted are
     # "failed" too (tunasync has no word for "unknown").
-    if task.result in (FAILED, TIMEOUT, UNATTENDED, INTERRUPTED):
+    if task.result in (FAILED, TIMEOUT, STALLED, UNATTENDED, INTERRUPTED):
         return "failed"
-    if task.result in (CANCELLED, KILLED):
+    if task.result in (CANCELLED, KILLED, VETOED):
         return "paused"
     return "none"
 

@@ -16,9 +16,11 @@ from mirror.localzone import iso
 from mirror.plugin import (
     FAILED,
     INTERRUPTED,
+    STALLED,
     SUCCESS,
     TIMEOUT,
     UNATTENDED,
+    UNCHANGED,
     RunFinishedEvent,
     TaskView,
 )
@@ -36,7 +38,7 @@ _BLOCK = 8192
 _FOOTER = re.compile(r"=== mirrord (\S+) end (\S+) stage [0-9]+/[0-9]+: ")
 # The results that start a failure streak: the sync failed, or may have. Unattended and
 # interrupted runs follow a crash of mirrord, which an admin must hear about.
-_BAD = (FAILED, TIMEOUT, UNATTENDED, INTERRUPTED)
+_BAD = (FAILED, TIMEOUT, STALLED, UNATTENDED, INTERRUPTED)
 # Results without an exit status whose run still wrote a footer (mirrord wrote it for them).
 _FOOTED = (UNATTENDED, INTERRUPTED)
 
@@ -50,7 +52,7 @@ def transition(event: RunFinishedEvent) -> str | None:
     """
     if event.result in _BAD and event.previous_failures == 0:
         return FAILURE
-    if event.result == SUCCESS and event.previous_failures > 0:
+    if event.result in (SUCCESS, UNCHANGED) and event.previous_failures > 0:
         return RECOVERY
     return None
 

@@ -66,7 +66,7 @@ SINCES = ["2026-01-15T09:17:00+00:00", "2026-07-15T22:03:00+00:00",
 @pytest.fixture(scope="module")
 def oracle_config(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("oracle") / "mirror.ini"
-    sections = [f"[t{index}]\ntype = simple\ncommand = true\ntime = {expression}\n"
+    sections = [f"[t{index}]\ntype = simple\ncommand = true\ntime = {expression}\ntimeout = 1h\n"
                 for index, expression in enumerate(EXPRESSIONS)]
     path.write_text("[general]\n" + "\n".join(sections))
     return path

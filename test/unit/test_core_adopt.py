@@ -199,7 +199,8 @@ def test_a_run_that_was_being_ended_has_the_ending_s_result(ending, lost):
     core.adopt(record(ending=ending), T0)
     end = core.run_lost("m", lost, T0 + 30)
     assert end.result is ending.result
-    counted = ending is Ending.TIMEOUT  # a timeout is a failure; cancel and stop are not
+    # a timeout or a stall is a failure; cancel and stop are not
+    counted = ending in (Ending.TIMEOUT, Ending.STALLED)
     assert end.consecutive_failures == (3 if counted else 2)
     assert end.upstream_index == (2 if counted else 1)
     assert (end.retry_at is not None) == counted

@@ -23,7 +23,10 @@ def test_task_keys_are_the_common_keys_and_each_kinds_once():
         setting.key for kind in all_kinds() for setting in kind.settings}
     assert set(keys) == {"type", "enabled", "upstream[]", "command", "time", "rsyncdir",
                          "localdir", "args", "exclude", "twostage", "firststage", "timeout",
-                         "priority", "autoretry", "successcodes"}
+                         "priority", "autoretry", "successcodes", "interval", "randomdelay",
+                         "iotimeout", "exec_before", "exec_on_success", "exec_on_failure",
+                         "checkfile", "trace", "contimeout"}
+    assert kinds_using("checkfile") == ("rsync",)
     assert kinds_using("upstream[]") == ("rsync", "command")
     assert kinds_using("rsyncdir") == ("rsync",)
 

@@ -67,6 +67,12 @@ def task_families(snapshot: Snapshot) -> list[Metric]:
                                    "Runs that failed, timed out or ended unattended, ever "
                                    "(kept in the state file).",
                                    labels=["task"])
+    result = GaugeMetricFamily(
+        "mirror_task_last_result",
+        "1 for the last run's result (success, unchanged, failed, timeout, stalled, vetoed, "
+        "cancelled, killed, unattended, interrupted); absent if it never ran. 'unchanged' "
+        "means the checkfile showed nothing new: the mirror is as fresh as after a success.",
+        labels=["task", "result"])
     size = GaugeMetricFamily("mirror_task_size_bytes",
                              "Size of the task's mirror as last measured; absent if unknown.",
                              labels=["task"])
@@ -76,13 +82,16 @@ def task_families(snapshot: Snapshot) -> list[Metric]:
         running.add_metric(label, 1 if task.state == RUNNING else 0)
         streak.add_metric(label, task.consecutive_failures)
         failures.add_metric(label, task.failures_total)
+        if task.result is not None:
+            result.add_metric([task.name, str(task.result)], 1)
         code = exit_status(task)
         for family, value in ((success, task.last_success), (duration, task.duration),
                               (exit_code, code if task.result is not None else None),
                               (next_run, task.next_run), (size, task.size)):
             if value is not None:
                 family.add_metric(label, value)
-    return [enabled, running, success, duration, exit_code, next_run, streak, failures, size]
+    return [enabled, running, success, duration, exit_code, result, next_run, streak, failures,
+            size]
 
 
 def daemon_families(snapshot: Snapshot, conditions: Conditions) -> list[Metric]:
