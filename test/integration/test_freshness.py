@@ -4,6 +4,7 @@ schedules across a restart, randomdelay, hooks, and iotimeout against an upstrea
 after the handshake and one that stalls in the middle of a large file."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -267,7 +268,13 @@ class StallingServer:
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.held: list[socket.socket] = []
-        threading.Thread(target=self._serve, daemon=True).start()
+        self.threads = [threading.Thread(target=self._serve, daemon=True)]
+        self.threads[0].start()
+
+    def _start(self, target, *args) -> None:
+        thread = threading.Thread(target=target, args=args, daemon=True)
+        self.threads.append(thread)
+        thread.start()
 
     def _serve(self) -> None:
         while True:
@@ -276,7 +283,7 @@ class StallingServer:
             except OSError:
                 return
             self.held.append(client)
-            threading.Thread(target=self._handle, args=(client,), daemon=True).start()
+            self._start(self._handle, client)
 
     def _handle(self, client: socket.socket) -> None:
         if self.target is None:
@@ -291,7 +298,7 @@ class StallingServer:
             return  # and then silence, with the connection open
         server = socket.create_connection(("127.0.0.1", self.target))
         self.held.append(server)
-        threading.Thread(target=self._pipe, args=(client, server, None), daemon=True).start()
+        self._start(self._pipe, client, server, None)
         self._pipe(server, client, self.limit)
 
     @staticmethod
@@ -313,9 +320,14 @@ class StallingServer:
                 return
 
     def close(self) -> None:
-        self.listener.close()
-        for held in self.held:
-            held.close()
+        """Close everything, and end every thread: a thread left blocked in accept() would
+        hold a descriptor number of this process (the kernel reserves it before waiting)."""
+        for sock in (self.listener, *self.held):
+            with contextlib.suppress(OSError):  # wakes a thread blocked on it; close does not
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        for thread in self.threads:
+            thread.join(5)
 
 
 @pytest.fixture
