@@ -438,7 +438,8 @@ class SchedulingCore:
         before = hook_stage(task, StageRole.BEFORE, upstream, log_path)
         if before is not None:
             plan.append(before)
-        if self.checkdir is not None and kind is not RunKind.MANUAL:
+        if (self.checkdir is not None and kind is not RunKind.MANUAL
+                and task.kind.checkfile(task)):
             check = task.kind.check_stage(task, index, fetched_path(self.checkdir, task.name))
             if check is not None:
                 plan.append(check)

@@ -525,8 +525,8 @@ class MirrorDaemon:
                      outcome)
             run.pid = None
             if run.current.role in AFTER_SYNC:
-                run.outcome_signal = signal_name  # the hook is told of the sync, and so is
-                # the run's end, not of the hook
+                # The run's end will report how the sync ended, not how its hook did.
+                run.outcome_signal = signal_name
             if run.current.role is StageRole.ON_SUCCESS:
                 for note in self.stagework.synced(run, self.wall(), self.general):
                     append_line(run.log_path, f"=== mirrord: {note}\n")

@@ -23,7 +23,6 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from email.utils import format_datetime
 
 from mirror.safeopen import open_directory
 
@@ -67,6 +66,8 @@ def date_line(when: float) -> str:
 
 def rfc822(when: float) -> str:
     """``Thu, 03 Dec 2026 06:01:14 +0000``."""
+    from email.utils import format_datetime  # only when a trace is written: not at start
+
     return format_datetime(datetime.fromtimestamp(int(when), timezone.utc))
 
 

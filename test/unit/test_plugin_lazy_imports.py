@@ -168,3 +168,12 @@ def test_discovery_reads_entry_points_without_importlib_metadata():
     assert {"Notifier", "Size", "SlateFish", "SystemTask", "TaskStatus"} <= set(report["names"])
     assert report["discovered"] == []
     assert report["loaded"] == []
+
+
+def test_the_daemon_and_the_config_load_without_the_mail_modules():
+    """Trace files format their dates with email.utils, and only when one is written."""
+    code = ("import sys, mirror.config, mirror.daemon, mirror.tracefile\n"
+            "print(sorted(name for name in sys.modules if name.startswith('email')))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=ROOT, timeout=60, check=True)
+    assert result.stdout.strip() == "[]"
