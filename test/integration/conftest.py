@@ -93,12 +93,23 @@ def rsync_daemon(tmp_path_factory) -> Iterator[RsyncDaemon]:
     (slow / "two" / "pool").mkdir(parents=True)
     (slow / "two" / "pool" / "part.bin").write_bytes(os.urandom(2 * 1024 * 1024))
     (slow / "two" / "top.txt").write_text("the rest of the tree\n")
+    process, port = start_rsync_daemon(base, {"mirror": tree, "slow": slow})
+    yield RsyncDaemon(port, tree)
+    process.terminate()
+    process.wait(10)
+
+
+def start_rsync_daemon(base: Path, modules: dict[str, Path]) -> tuple[subprocess.Popen, int]:
+    """``rsync --daemon --no-detach`` on 127.0.0.1 and a free port, serving *modules* (name →
+    path) read-only, its config, pid file and log in *base*; returns once it listens."""
+    if RSYNC is None:
+        pytest.fail("rsync is not installed (apt-get install rsync)")
     port = free_port()
     conf = base / "rsyncd.conf"
     conf.write_text(
         f"pid file = {base}/rsyncd.pid\nuse chroot = no\nread only = yes\nuid = root\n"
         f"gid = root\nlog file = {base}/rsyncd.log\n"
-        f"[mirror]\npath = {tree}\n[slow]\npath = {slow}\n")
+        + "".join(f"[{name}]\npath = {path}\n" for name, path in modules.items()))
     process = subprocess.Popen([RSYNC, "--daemon", "--no-detach", f"--config={conf}",
                                 f"--port={port}", "--address=127.0.0.1"])
 
@@ -107,9 +118,7 @@ def rsync_daemon(tmp_path_factory) -> Iterator[RsyncDaemon]:
             return probe.connect_ex(("127.0.0.1", port)) == 0
 
     wait_for(listening, what="the rsync daemon")
-    yield RsyncDaemon(port, tree)
-    process.terminate()
-    process.wait(10)
+    return process, port
 
 
 class Mirrord:

@@ -8,7 +8,6 @@ import contextlib
 import json
 import os
 import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ import pytest
 
 from mirror.interval import spread_offset
 from mirror.values import local_host_name
-from test.integration.conftest import RSYNC, free_port, general, load_state, wait_for
+from test.integration.conftest import general, load_state, start_rsync_daemon
 
 HOUR = 3600
 YEARLY = "0 0 1 1 *"
@@ -47,18 +46,7 @@ def upstream(tmp_path) -> Iterator[Upstream]:
     (tree / "debian" / "dists" / "Release").write_text("Suite: stable\n")
     master = tree / "debian" / "project" / "trace" / "master"
     master.write_text("Wed Dec  2 08:00:00 UTC 2026\nArchive serial: 2026120201\n")
-    port = free_port()
-    conf = base / "rsyncd.conf"
-    conf.write_text(f"pid file = {base}/rsyncd.pid\nuse chroot = no\nread only = yes\n"
-                    f"uid = root\ngid = root\nlog file = {base}/rsyncd.log\n[up]\npath = {tree}\n")
-    process = subprocess.Popen([RSYNC, "--daemon", "--no-detach", f"--config={conf}",
-                                f"--port={port}", "--address=127.0.0.1"])
-
-    def listening():
-        with socket.socket() as probe:
-            return probe.connect_ex(("127.0.0.1", port)) == 0
-
-    wait_for(listening, what="the rsync daemon")
+    process, port = start_rsync_daemon(base, {"up": tree})
     yield Upstream(port, tree)
     process.terminate()
     process.wait(10)
@@ -75,6 +63,15 @@ def age_last_end(directory: Path, name: str, seconds: float) -> None:
     document = json.loads(path.read_text())
     document["tasks"][name]["last_end"] = time.time() - seconds
     path.write_text(json.dumps(document))
+
+
+def run_due_again(daemon, name: str, after: str) -> dict:
+    """Restart *daemon* with *name*'s last end 7 hours back, so that its 6-hour interval has
+    passed, and wait for the run that starts at once."""
+    daemon.stop()
+    age_last_end(daemon.directory, name, 7 * HOUR)
+    daemon.start()
+    return daemon.wait_result(name, after=after)
 
 
 def restart(daemon):
@@ -104,10 +101,7 @@ def test_checkfile_skips_an_unchanged_upstream_and_syncs_a_changed_or_missing_on
 
     # Unchanged upstream: the run ends "unchanged", and counts as fresh.
     (localdir / "pool" / "a.deb").unlink()  # a sync would bring it back; a skip does not
-    daemon.stop()
-    age_last_end(daemon.directory, "debian", 7 * HOUR)
-    daemon.start()
-    second = daemon.wait_result("debian", after=first["last_end"])
+    second = run_due_again(daemon, "debian", first["last_end"])
     assert second["last_result"] == "unchanged", daemon.log()
     assert second["last_success_ts"] == pytest.approx(second["last_end_ts"], abs=1)
     assert second["jobs_status"] == "success" and "Up to date" in second["message"]
@@ -118,10 +112,7 @@ def test_checkfile_skips_an_unchanged_upstream_and_syncs_a_changed_or_missing_on
     # Changed upstream: the full sync runs, and the new copy is kept.
     master = upstream.tree / "debian/project/trace/master"
     master.write_text("Thu Dec  3 08:00:00 UTC 2026\nArchive serial: 2026120301\n")
-    daemon.stop()
-    age_last_end(daemon.directory, "debian", 7 * HOUR)
-    daemon.start()
-    third = daemon.wait_result("debian", after=second["last_end"])
+    third = run_due_again(daemon, "debian", second["last_end"])
     assert third["last_result"] == "success"
     assert (localdir / "pool" / "a.deb").exists()
     assert saved.read_bytes() == master.read_bytes()
@@ -129,10 +120,7 @@ def test_checkfile_skips_an_unchanged_upstream_and_syncs_a_changed_or_missing_on
     # Missing upstream: not a skip; the full sync runs, and the log says why.
     master.unlink()
     (localdir / "pool" / "a.deb").unlink()
-    daemon.stop()
-    age_last_end(daemon.directory, "debian", 7 * HOUR)
-    daemon.start()
-    fourth = daemon.wait_result("debian", after=third["last_end"])
+    fourth = run_due_again(daemon, "debian", third["last_end"])
     assert fourth["last_result"] == "success"
     assert (localdir / "pool" / "a.deb").exists()
     log = next((daemon.directory / "logs").glob("debian.log.*")).read_text()
