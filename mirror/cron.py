@@ -45,6 +45,10 @@ MAX_SHIFT = 3 * 3600
 SEARCH_YEARS = 60
 LAST = -1  # "L" as an occurrence of a weekday in its month
 _MINUTE = timedelta(minutes=1)
+# period_seconds looks at the four years from here: a Monday, 1 January of a year after
+# which the third is a leap year.
+PERIOD_ANCHOR = date(2001, 1, 1)
+PERIOD_DAYS = 4 * 365 + 1
 _EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 _DAYS_IN_MONTH = (0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
@@ -326,6 +330,30 @@ class CronSchedule:
         if gap_end is not None:
             return [gap_end]
         return instants if self.hour_has_star else instants[:1]
+
+    @functools.cached_property
+    def period_seconds(self) -> int:
+        """The longest wait between two consecutive runs, in wall-clock seconds (a
+        daylight-saving change is not counted): how far the mirror falls behind between
+        runs when every run succeeds. ``0 */6 * * *`` gives 21600, ``0 2 * * 1-5`` 259200.
+
+        Examined over the four years from PERIOD_ANCHOR (every weekday of every month, one
+        29 February), day by day, so it costs about a millisecond once per expression.
+        """
+        times = sorted(hour * 3600 + minute * 60 for hour in self.hours for minute in self.minutes)
+        gaps = [later - earlier for earlier, later in zip(times, times[1:])]
+        previous: int | None = None
+        for offset in range(PERIOD_DAYS):
+            day = PERIOD_ANCHOR + timedelta(days=offset)
+            if day.month in self.months and self._day_matches(
+                    day.year, day.month, day.day, _days_in_month(day.year, day.month)):
+                ordinal = day.toordinal()
+                if previous is not None:
+                    gaps.append((ordinal - previous) * 86400 - times[-1] + times[0])
+                previous = ordinal
+        if len(gaps) < len(times):  # at most one matching day in four years
+            return PERIOD_DAYS * 86400
+        return max(gaps)
 
 
 @functools.lru_cache(maxsize=4096)

@@ -62,7 +62,7 @@ from mirror.runs import (
     write_log,
 )
 from mirror.sdnotify import SystemdNotifier
-from mirror.stagework import StageWork
+from mirror.stagework import StageWork, received_bytes
 from mirror.sysinfo import SystemProbe
 from mirror.task import GeneralSettings, StageRole
 from mirror.viewjson import queue_reply, run_reply, status_reply
@@ -550,6 +550,7 @@ class MirrorDaemon:
         stage = run.stage - 1 if run.current.role in AFTER_SYNC else run.stage
         state.stage = stage
         state.upstream = run.upstream
+        state.received_bytes = received_bytes(run)
         if result.fresh:
             state.last_success = now
         for note in self.stagework.run_ended(run, result, now, self.general):
@@ -577,7 +578,8 @@ class MirrorDaemon:
             signal=signal_name, started=run.started, ended=now, duration=end.duration,
             stage=stage, stages=run.stages, upstream=run.upstream, log_path=run.log_path,
             previous_failures=end.previous_failures,
-            consecutive_failures=end.consecutive_failures, retry_at=retry_at))
+            consecutive_failures=end.consecutive_failures, retry_at=retry_at,
+            received_bytes=state.received_bytes))
         if retry_at is not None:
             self._announce_queued([name])
         self.systemd.status(self._status_line())

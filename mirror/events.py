@@ -104,9 +104,10 @@ class RunSystemTaskEvent(MirrorEvent):
 class RunFinishedEvent(MirrorEvent):
     """A run ended, with everything known about it. Times are epoch seconds.
 
-    ``result`` is success, failed, timeout, cancelled or killed; ``signal`` is
-    e.g. ``SIGKILL`` when the last stage died of a signal; ``previous_failures``
-    is how many runs in a row had failed before this one.
+    ``result`` is a :class:`RunResult`; ``signal`` is e.g. ``SIGKILL`` when the last stage
+    died of a signal; ``previous_failures`` is how many runs in a row had failed before this
+    one; ``received_bytes`` is what rsync's ``--stats`` said the sync stages received (None
+    when no stage's log said).
     """
 
     taskname: str
@@ -124,6 +125,7 @@ class RunFinishedEvent(MirrorEvent):
     previous_failures: int
     consecutive_failures: int
     retry_at: float | None
+    received_bytes: int | None = None
 
 
 @dataclass(frozen=True)

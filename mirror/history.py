@@ -88,6 +88,7 @@ class TaskHistory:
     consecutive_failures: int = 0
     failures_total: int = 0  # failed, timed-out or unattended runs, ever
     size: int | None = None  # bytes, as a plugin last reported it
+    received_bytes: int | None = None  # by the last run's sync stages, as rsync --stats said
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> TaskHistory:
@@ -114,8 +115,11 @@ class TaskHistory:
         for name in ("consecutive_failures", "failures_total"):
             if not isinstance(getattr(state, name), int):
                 setattr(state, name, 0)
-        if state.size is not None and not isinstance(state.size, int):
-            state.size = None
+        for name in ("size", "received_bytes"):
+            value = getattr(state, name)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                      or value < 0):
+                setattr(state, name, None)
         return state
 
 

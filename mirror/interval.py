@@ -42,6 +42,11 @@ class IntervalSchedule:
         """How ``-t``, ``--check`` and the status page show it: ``every 6h``."""
         return INTERVAL_PREFIX + format_duration(self.seconds)
 
+    @property
+    def period_seconds(self) -> int:
+        """The wait between the end of one run and the start of the next."""
+        return self.seconds
+
     def next_instant(self, after: float, _offsets: object = None) -> float:
         """The run due *seconds* after *after* (the end of the last run)."""
         return after + self.seconds

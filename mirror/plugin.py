@@ -15,7 +15,8 @@ Writing the plugin
 Talking to the daemon
     ``self.host`` is a :class:`HostAPI`: ``register_event_handler``, ``snapshot``,
     ``request``, ``schedule_system``, ``set_task_size``, ``system_conditions`` (a
-    :class:`Conditions`), ``events_pending``, ``general``, ``state_directory``. A call
+    :class:`Conditions`), ``events_pending``, ``plugin_backlogs``, ``general``,
+    ``state_directory``. A call
     that needs the daemon's loop may end in one of :data:`UNANSWERED`
     (:class:`LoopClosed`, ``TimeoutError``) instead of an answer.
 

@@ -97,6 +97,10 @@ class HostAPI:
         skip its work while more are queued, since the last of them will do it."""
         return self._worker.backlog()
 
+    def plugin_backlogs(self) -> dict[str, int]:
+        """How many events wait for each enabled plugin (by name), read without the loop."""
+        return {worker.plugin_name: worker.backlog() for worker in self._owner.bus.workers}
+
     def snapshot(self, timeout: float = REQUEST_TIMEOUT) -> Snapshot:
         """Every task, the queue and the settings plugins see, as of now.
 

@@ -24,7 +24,9 @@ from mirror.tracefile import TraceFacts, bytes_received, write_trace
 from mirror.values import local_host_name
 
 log = logging.getLogger("mirror.daemon")
-STATS_TAIL_BYTES = 64 * 1024  # rsync's --stats block is the end of a stage's output
+# rsync's --stats block (about 700 bytes) ends a stage's output; only what follows it (the
+# "sent ... received" and "total size" lines, a closing error) can push it further back.
+STATS_TAIL_BYTES = 8 * 1024
 WATCHED = (StageRole.CHECK, StageRole.SYNC)  # hooks have the run's timeout, not iotimeout
 
 
@@ -64,8 +66,8 @@ class StageWork:
 
     def launched(self, run: Run, pid: int) -> None:
         """The current stage started as *pid*: watch it when the task has an ``iotimeout``;
-        note where its output starts in the log when a trace will count its bytes."""
-        if run.task.kind.trace_name(run.task):
+        note where a sync stage's output starts in the log, to count the bytes it received."""
+        if run.current.role is StageRole.SYNC:
             run.log_offset = _log_size(run.log_path)
         if run.task.iotimeout and run.current.role in WATCHED:
             self.progress.watch(run.task.name, pid, run.task.iotimeout, self.monotonic())
@@ -80,9 +82,8 @@ class StageWork:
         self.progress.forget(run.task.name)
         role = run.current.role
         if role is StageRole.SYNC:
-            if run.task.kind.trace_name(run.task):  # the log is read only for a trace
-                run.sync_stats.append((max(0.0, ended - run.stage_started),
-                                       _bytes_in_log(run.log_path, run.log_offset)))
+            run.sync_stats.append((max(0.0, ended - run.stage_started),
+                                   _bytes_in_log(run.log_path, run.log_offset)))
             return False, ""
         if role is not StageRole.CHECK:
             return False, ""
@@ -116,7 +117,7 @@ class StageWork:
                            started=run.started, ended=ended, upstream=run.upstream,
                            maintainer=general.maintainer,
                            stage_seconds=[seconds for seconds, _bytes in run.sync_stats],
-                           bytes_received=_total(run))
+                           bytes_received=received_bytes(run))
         try:
             path = write_trace(run.task.localdir, facts)
         except Exception as problem:
@@ -194,6 +195,8 @@ def _bytes_in_log(path: str, offset: int) -> int | None:
         return bytes_received(handle.read(STATS_TAIL_BYTES))
 
 
-def _total(run: Run) -> int | None:
+def received_bytes(run: Run) -> int | None:
+    """What rsync's ``--stats`` said the run's sync stages received, in all; None when no
+    stage's log said (no ``--stats``, or a kind that is not rsync)."""
     counted = [count for _seconds, count in run.sync_stats if count is not None]
     return sum(counted) if counted else None

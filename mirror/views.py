@@ -12,6 +12,7 @@ from datetime import tzinfo
 
 from mirror.core import SchedulingCore
 from mirror.history import RunResult, TaskHistory
+from mirror.task import Schedule
 from mirror.taskqueue import QueueKind
 from mirror.textenum import TextEnum
 
@@ -42,6 +43,7 @@ class TaskView:
     upstream: str | None  # of the current run, else of the last one
     localdir: str | None
     schedule: str
+    timing: Schedule  # what ``schedule`` says, parsed
     pid: int | None
     stage: int | None
     stages: int | None
@@ -57,7 +59,14 @@ class TaskView:
     consecutive_failures: int
     failures_total: int
     size: int | None
+    received_bytes: int | None  # by the last run's sync stages, when rsync --stats said
     next_run: float | None
+
+    @property
+    def period_seconds(self) -> int:
+        """The longest wait between two runs of the schedule, in seconds; computed on the
+        first call (about a millisecond for a cron expression), not on the loop thread."""
+        return self.timing.period_seconds
 
     @property
     def shown_upstream(self) -> str | None:
@@ -110,6 +119,7 @@ def task_view(name: str, core: SchedulingCore, states: Mapping[str, TaskHistory]
         name=name, type=spec.type, enabled=spec.enabled, state=condition,
         upstreams=tuple(spec.upstreams), upstream=run.upstream if run else state.upstream,
         localdir=spec.localdir, schedule=spec.time,
+        timing=spec.schedule,
         pid=run.pid if run else None, stage=run.stage if run else None,
         stages=run.stages if run else None, started=run.started if run else None,
         log_path=run.log_path if run else None, last_start=state.last_start,
@@ -117,6 +127,7 @@ def task_view(name: str, core: SchedulingCore, states: Mapping[str, TaskHistory]
         result=state.result, exit_code=state.exit_code, signal=state.signal,
         consecutive_failures=state.consecutive_failures,
         failures_total=state.failures_total, size=state.size,
+        received_bytes=state.received_bytes,
         next_run=core.next_run(name))
 
 

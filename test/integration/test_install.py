@@ -23,6 +23,9 @@ DATA = {  # where the wheel puts what is not Python, under the install prefix
     "share/man/man5/mirror.ini.5": "docs/man/mirror.ini.5",
     "lib/systemd/system/mirrord.service": "util/systemd/system/mirrord.service",
     "lib/systemd/system/mirrord@.service": "util/systemd/system/mirrord@.service",
+    **{f"share/mirror/prometheus/{name}": f"util/prometheus/{name}"
+       for name in ("mirror-rules.yml", "alertmanager.yml", "prometheus.yml",
+                    "mirrord-targets.yml")},
 }
 CATALOG = "mirror/i18n/zh_CN/LC_MESSAGES/mirror.mo"
 
@@ -59,6 +62,7 @@ def test_the_wheel_holds_the_catalogs_and_the_data_files(built):
         entry_points = archive.read(
             f"mirror-{mirror.__version__}.dist-info/entry_points.txt").decode()
     assert "[mirror.plugin.mirrorplugin]" in entry_points and "SlateFish" in entry_points
+    assert "mirror-merge-jobs = mirror.jobsmerge:main" in entry_points
 
 
 @pytest.mark.slow

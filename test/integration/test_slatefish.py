@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -217,6 +218,18 @@ def test_metrics_are_prometheus_text_with_the_daemons_values(site):
     next_runs = values("mirror_task_next_run_timestamp_seconds")
     assert "fedora" not in next_runs and next_runs["pypi"] == api["pypi"]["next_run_ts"]
 
+    # debian synced for real, with rsync's --stats: its bytes and its duration are counted
+    received = values("mirror_task_last_received_bytes")
+    assert received["debian"] > 0 and "fedora" not in received
+    assert values("mirror_task_received_bytes")["debian"] == received["debian"]
+    counts = {sample.labels["task"]: sample.value
+              for sample in families["mirror_task_run_duration_seconds"].samples
+              if sample.name.endswith("_count")}
+    assert counts["debian"] == 1 and counts["fedora"] == 0
+    assert values("mirror_task_upstream_info", "upstream") == {site.rsync_url: 1,
+                                                               site.rsync_url.replace(
+                                                                   "/mirror/", "/slow/"): 1}
+
     queue = values("mirror_queue_entries", "kind")
     assert set(queue) == {"run", "retry", "timeout", "system"}
     assert queue["run"] == sum(1 for task in api.values() if task["next_run_ts"] is not None)
@@ -224,6 +237,18 @@ def test_metrics_are_prometheus_text_with_the_daemons_values(site):
     assert families["mirror_http_connections"].samples[0].value >= 1
     assert families["mirror_load5"].samples[0].value == pytest.approx(os.getloadavg()[1],
                                                                       abs=0.5)
+
+
+def test_metrics_pass_promtool(site):
+    """Prometheus's own linter finds nothing to say about a live daemon's /metrics."""
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.fail("promtool is not installed (apt-get install prometheus)")
+    body = fetch(site.url("/metrics"))[2]
+    assert b"mirror_task_run_duration_seconds_bucket" in body
+    checked = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True,
+                             timeout=60)
+    assert checked.returncode == 0 and not checked.stdout and not checked.stderr, checked
 
 
 def test_http_edges(site):

@@ -8,6 +8,7 @@ from datetime import date, timezone
 
 import pytest
 
+from mirror.cron import CronSchedule
 from mirror.diagnostics import IssueCollector
 from mirror.plugins.feeds import (
     human_size,
@@ -25,6 +26,7 @@ from mirror.views import Snapshot, TaskView
 VIEW = TaskView(
     name="debian", type="rsync", enabled=True, state="idle", upstreams=("up",), upstream="up",
     localdir="/srv/debian", schedule="0 * * * *", pid=None, stage=None, stages=None,
+    timing=CronSchedule.parse("0 * * * *"), received_bytes=None,
     started=None, log_path=None, last_start=None, last_end=None, last_success=None,
     duration=None, result=None, exit_code=None, signal=None, consecutive_failures=0,
     failures_total=0, size=None, next_run=None)

@@ -22,6 +22,7 @@ import pytest
 
 import mirror.plugin
 from mirror.client import print_status
+from mirror.cron import CronSchedule
 from mirror.entrypoints import EntryPoint
 from mirror.eventbus import HandlerMismatch, PluginWorker, UnknownEvent, check_handler
 from mirror.events import EVENT_TYPES, RunFinishedEvent, TaskStopEvent
@@ -259,6 +260,7 @@ def view(name: str, **changes: object) -> TaskView:
         name=name, type="rsync", enabled=True, state=IDLE,
         upstreams=("rsync://a.example.org/x/", "rsync://b.example.org/x/"), upstream=None,
         localdir=f"/srv/{name}", schedule="0 * * * *", pid=None, stage=None, stages=None,
+        timing=CronSchedule.parse("0 * * * *"), received_bytes=None,
         started=None, log_path=None, last_start=None, last_end=None, last_success=None,
         duration=None, result=None, exit_code=None, signal=None, consecutive_failures=0,
         failures_total=0, size=None, next_run=NOW + 1800)

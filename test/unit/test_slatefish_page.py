@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import socket
 import threading
 import time
@@ -16,13 +17,22 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+import mirror
+from mirror.cron import CronSchedule
+from mirror.events import RunFinishedEvent
+from mirror.history import RunResult
+from mirror.interval import IntervalSchedule
 from mirror.loopcalls import LoopClosed
 from mirror.plugins.slatefish import SlateFish
 from mirror.plugins.slatefish.app import StatusApplication
+from mirror.plugins.slatefish.filesystems import mount_point
 from mirror.plugins.slatefish.listen import address_text, parse_listen
+from mirror.plugins.slatefish.metrics import RESULT_CODES
 from mirror.plugins.slatefish.page import relative, render_page
+from mirror.plugins.slatefish.runtally import RunTally
 from mirror.plugins.slatefish.server import HttpServer, ListenError, Response
 from mirror.policy import Conditions
+from mirror.task import GeneralSettings
 from mirror.viewjson import api_document
 from mirror.views import QueueView, Snapshot, TaskView
 from test.rawhttp import raw_request
@@ -35,6 +45,7 @@ def task(name: str, **changes: object) -> TaskView:
         name=name, type="rsync", enabled=True, state="idle",
         upstreams=("rsync://up.example.org/x/",), upstream=None, localdir=f"/srv/{name}",
         schedule="0 * * * *", pid=None, stage=None, stages=None, started=None, log_path=None,
+        timing=CronSchedule.parse("0 * * * *"), received_bytes=None,
         last_start=None, last_end=None, last_success=None, duration=None, result=None,
         exit_code=None, signal=None, consecutive_failures=0, failures_total=0, size=None,
         next_run=NOW + 1800)
@@ -223,6 +234,13 @@ class FakeHost:
     def system_conditions(self) -> Conditions:
         return Conditions(load=1.25, http_connections=17)
 
+    @property
+    def general(self) -> GeneralSettings:
+        return GeneralSettings(loadlimit=1.0, httpconn=100, maxtasks=1)
+
+    def plugin_backlogs(self) -> dict[str, int]:
+        return {"SlateFish": 0, "Notifier": 3}
+
 
 def test_routes():
     application = StatusApplication(FakeHost())  # type: ignore[arg-type]
@@ -246,8 +264,19 @@ def test_routes_answer_503_when_the_daemon_does_not(failure, path):
     assert response.status == 503 and ("Retry-After", "10") in response.headers
 
 
-def test_metrics():
-    response = StatusApplication(FakeHost())("GET", "/metrics")  # type: ignore[arg-type]
+def test_metrics(tmp_path):
+    localdir = tmp_path / "ok"
+    localdir.mkdir()
+    snapshot = dataclasses.replace(SNAPSHOT, tasks=tuple(
+        dataclasses.replace(view, localdir=str(localdir), received_bytes=12_345,
+                            timing=IntervalSchedule(6 * 3600)) if view.name == "ok" else view
+        for view in SNAPSHOT.tasks))
+    host = FakeHost()
+    host.snapshot = lambda timeout=10.0: snapshot  # type: ignore[method-assign]
+    tally = RunTally()
+    for seconds, received in ((5.0, 100), (45.0, None), (7200.0, 2_000)):
+        tally.observe(finished_event("ok", seconds, received))
+    response = StatusApplication(host, tally)("GET", "/metrics")  # type: ignore[arg-type]
     assert response.content_type.startswith("text/plain; version=")
     families = {family.name: family
                 for family in text_string_to_metric_families(response.body.decode())}
@@ -260,6 +289,7 @@ def test_metrics():
     assert values("mirror_task_last_exit_code") == {"ok": 0, "broken": 23, "stopped": -15}
     assert values("mirror_task_last_success_timestamp_seconds") == {
         "ok": NOW - 3 * 3600, "broken": NOW - 2 * 86400}
+    assert values("mirror_task_last_end_timestamp_seconds")["broken"] == NOW - 300
     assert values("mirror_task_last_duration_seconds") == {"ok": 60, "broken": 4,
                                                            "adopted": 7200}
     assert values("mirror_task_failures")["broken"] == 7
@@ -269,11 +299,68 @@ def test_metrics():
     assert values("mirror_task_size_bytes") == {"ok": 3 * 1024**3}
     assert values("mirror_task_enabled")["off"] == 0
     assert "off" not in values("mirror_task_next_run_timestamp_seconds")
+    # the result: a code to compare, and the word in an info metric
+    assert values("mirror_task_last_result_code") == {
+        "ok": 0, "broken": 6, "stopped": 3, "adopted": 9, "gone": 5}
+    assert values("mirror_task_last_result_info", "result") == {
+        "success": 1, "failed": 1, "cancelled": 1, "unattended": 1, "interrupted": 1}
+    assert values("mirror_task_schedule_period_seconds") == {
+        name: (6 * 3600 if name == "ok" else 3600) for name in STATES}
+    assert values("mirror_task_upstream_info", "upstream") == {
+        "rsync://a&b.example.org/<x>/\"q\"": 1, "rsync://up.example.org/x/": 1}
+    assert "fresh" not in values("mirror_task_upstream_info")  # no upstream at all
+    assert values("mirror_task_last_received_bytes") == {"ok": 12_345}
+    assert values("mirror_task_received_bytes") == {
+        name: (2_100 if name == "ok" else 0) for name in STATES}
+    histogram = {(sample.name, sample.labels.get("le")): sample.value
+                 for sample in families["mirror_task_run_duration_seconds"].samples
+                 if sample.labels["task"] == "ok"}
+    assert histogram[("mirror_task_run_duration_seconds_bucket", "10.0")] == 1
+    assert histogram[("mirror_task_run_duration_seconds_bucket", "60.0")] == 2
+    assert histogram[("mirror_task_run_duration_seconds_bucket", "3600.0")] == 2
+    assert histogram[("mirror_task_run_duration_seconds_bucket", "7200.0")] == 3
+    assert histogram[("mirror_task_run_duration_seconds_bucket", "+Inf")] == 3
+    assert histogram[("mirror_task_run_duration_seconds_count", None)] == 3
+    assert histogram[("mirror_task_run_duration_seconds_sum", None)] == 7250
+    # the filesystem of the one localdir that exists
+    mounts = values("mirror_task_filesystem_info", "mountpoint")
+    assert list(mounts) == [mount_point(str(localdir))]
+    assert values("mirror_task_filesystem_info") == {"ok": 1}
+    free = os.statvfs(localdir)
+    assert values("mirror_filesystem_size_bytes", "mountpoint") == {
+        mount_point(str(localdir)): free.f_blocks * free.f_frsize}
+    # the daemon
     assert values("mirror_queue_entries", "kind") == {"run": 1, "retry": 1, "timeout": 0,
                                                       "system": 1}
+    assert values("mirror_tasks", "state") == {"running": 1, "idle": 6, "disabled": 1}
     assert families["mirror_load5"].samples[0].value == 1.25
+    assert families["mirror_load5_limit"].samples[0].value == 1.0
     assert families["mirror_http_connections"].samples[0].value == 17
-    assert not any(name.startswith(("python_", "process_")) for name in families)
+    assert families["mirror_http_connections_limit"].samples[0].value == 100
+    assert families["mirror_running_tasks_limit"].samples[0].value == 1
+    # load 1.25 ≥ 1.0, 17 < 100 connections, 1 running ≥ maxtasks 1
+    assert values("mirror_throttled", "limit") == {"loadlimit": 1, "httpconn": 0, "maxtasks": 1}
+    assert values("mirror_plugin_events_pending", "plugin") == {"SlateFish": 0, "Notifier": 3}
+    build = families["mirror_build_info"].samples[0]
+    assert build.name == "mirror_build_info" and build.labels["version"] == mirror.__version__
+    assert "process_resident_memory_bytes" in {
+        sample.name for family in families.values() for sample in family.samples}
+    assert not any(name.startswith("python_") for name in families)
+
+
+def test_every_result_has_a_metric_code():
+    assert set(RESULT_CODES) == set(RunResult)
+    assert sorted(RESULT_CODES.values()) == list(range(len(RunResult)))
+    assert all((RESULT_CODES[result] <= 1) == result.fresh for result in RunResult)
+    assert all((RESULT_CODES[result] >= 6) == result.went_wrong for result in RunResult)
+
+
+def finished_event(name: str, seconds: float, received: int | None) -> RunFinishedEvent:
+    return RunFinishedEvent(
+        taskname=name, kind="run", result=RunResult.SUCCESS, exit_code=0, signal=None,
+        started=NOW - seconds, ended=NOW, duration=seconds, stage=1, stages=1, upstream=None,
+        log_path="/dev/null", previous_failures=0, consecutive_failures=0, retry_at=None,
+        received_bytes=received)
 
 
 # --- the server ------------------------------------------------------------------------

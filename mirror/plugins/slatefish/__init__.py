@@ -52,10 +52,13 @@ class SlateFish(PluginBase):
                 already in use"); the daemon then goes on without the plugin.
         """
         from mirror.plugins.slatefish.app import StatusApplication
+        from mirror.plugins.slatefish.runtally import RunTally
 
-        self._application = StatusApplication(self.host)
+        tally = RunTally()
+        self._application = StatusApplication(self.host, tally)
         self._serve(self.settings["listen"])
         self.host.register_event_handler("ReloadEvent", self._on_reload)
+        self.host.register_event_handler("RunFinishedEvent", tally.observe)
 
     def disable(self) -> None:
         """Stop the server and close its sockets (on the plugin's thread, at daemon stop)."""

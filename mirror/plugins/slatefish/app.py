@@ -20,12 +20,14 @@ from typing import TYPE_CHECKING
 
 from mirror.plugin import UNANSWERED
 from mirror.plugins.feeds import jobs_document
+from mirror.plugins.slatefish.runtally import RunTally
 from mirror.plugins.slatefish.server import Response, text_response
 
 if TYPE_CHECKING:
     from prometheus_client.registry import CollectorRegistry
 
-    from mirror.plugin import Conditions, HostAPI, Snapshot
+    from mirror.plugin import HostAPI, Snapshot
+    from mirror.plugins.slatefish.metrics import Scrape
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +43,12 @@ JSON_TYPE = "application/json; charset=utf-8"
 
 
 class StatusApplication:
-    """Answers ``(method, path)`` for the server; called on its connection threads."""
+    """Answers ``(method, path)`` for the server; called on its connection threads.
+    *tally* counts the run ends that ``/metrics`` reports."""
 
-    def __init__(self, host: HostAPI) -> None:
+    def __init__(self, host: HostAPI, tally: RunTally | None = None) -> None:
         self._host = host
+        self._tally = tally or RunTally()
         self._registry: CollectorRegistry | None = None  # made at the first /metrics
         self._routes: dict[str, Callable[[], Response]] = {
             "/": self._page, "/api/status": self._api, "/jobs": self._jobs,
@@ -87,8 +91,11 @@ class StatusApplication:
     def _jobs(self) -> Response:
         return _json(jobs_document(self._snapshot()))
 
-    def _metrics_source(self) -> tuple[Snapshot, Conditions]:
-        return self._snapshot(), self._host.system_conditions()
+    def _metrics_source(self) -> Scrape:
+        from mirror.plugins.slatefish.metrics import Scrape
+
+        return Scrape(self._snapshot(), self._host.system_conditions(), self._host.general,
+                      self._host.plugin_backlogs(), self._tally.totals())
 
     def _metrics(self) -> Response:
         from mirror.plugins.slatefish import metrics

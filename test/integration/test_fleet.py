@@ -1,0 +1,219 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""A fleet on loopback, as docs/fleet.md sets it up: two mirrord daemons, Debian's Prometheus
+and Alertmanager with the shipped rules and example configurations (only addresses, paths and
+waits shortened), a real rsync daemon, a real SMTP server, and mirror-merge-jobs.
+
+Host A has a task that keeps failing (its rsync module does not exist); host B is healthy
+until it is killed."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from aiosmtpd.controller import Controller
+
+from test.integration.conftest import Mirrord, free_port, general, wait_for
+from test.integration.test_daemon import rsync_task
+from test.integration.test_notifier import Inbox
+
+ROOT = Path(__file__).resolve().parents[2]
+SHIPPED = ROOT / "util" / "prometheus"
+
+
+def tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} is not installed (apt-get install prometheus "
+                    "prometheus-alertmanager)")
+    return path
+
+
+def get_json(url: str) -> object:
+    with urllib.request.urlopen(url, timeout=5) as response:
+        return json.loads(response.read())
+
+
+def serving(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status == 200
+    except OSError:
+        return False
+
+
+class Server:
+    """A Prometheus or Alertmanager process on 127.0.0.1 and a free port."""
+
+    def __init__(self, argv: list[str], port: int, log: Path) -> None:
+        self.port = port
+        self.log = log
+        with log.open("wb") as output:
+            self.process = subprocess.Popen(argv, stdout=output, stderr=subprocess.STDOUT)
+        wait_for(lambda: self.process.poll() is not None or serving(self.url("/-/ready")),
+                 timeout=30, what=argv[0])
+        assert self.process.poll() is None, log.read_text()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def alertmanager_config(smtp_port: int) -> dict:
+    """The shipped example, sending to the test's SMTP server without the example's waits."""
+    config = yaml.safe_load((SHIPPED / "alertmanager.yml").read_text())
+    config["global"]["smtp_smarthost"] = f"127.0.0.1:{smtp_port}"
+    config["route"].update(group_wait="1s", group_interval="1s")
+    for route in config["route"]["routes"]:
+        route["group_wait"] = "1s"
+    return config
+
+
+def prometheus_config(alertmanager_port: int, targets: Path) -> dict:
+    """The shipped example with the repository's rules, the test's Alertmanager and targets,
+    and a scrape and an evaluation every second."""
+    config = yaml.safe_load((SHIPPED / "prometheus.yml").read_text())
+    config["global"].update(scrape_interval="1s", evaluation_interval="1s")
+    config["rule_files"] = [str(SHIPPED / "mirror-rules.yml")]
+    config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] = [
+        f"127.0.0.1:{alertmanager_port}"]
+    config["scrape_configs"][0]["file_sd_configs"][0]["files"] = [str(targets)]
+    return config
+
+
+@pytest.fixture
+def inbox() -> Iterator[Inbox]:
+    handler = Inbox()
+    handler.port = free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=handler.port)
+    controller.start()
+    yield handler
+    controller.stop()
+
+
+@pytest.fixture
+def servers(tmp_path, inbox) -> Iterator[tuple[Server, Server, Path]]:
+    """Alertmanager, then Prometheus scraping the targets in the file it returns too."""
+    started: list[Server] = []
+    try:
+        port = free_port()
+        (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump(alertmanager_config(inbox.port)))
+        alertmanager = Server(
+            [tool("prometheus-alertmanager"), f"--config.file={tmp_path / 'alertmanager.yml'}",
+             f"--storage.path={tmp_path / 'am-data'}", f"--web.listen-address=127.0.0.1:{port}",
+             "--cluster.listen-address="], port, tmp_path / "alertmanager.log")
+        started.append(alertmanager)
+        targets = tmp_path / "mirrord-targets.yml"
+        targets.write_text("[]\n")
+        (tmp_path / "prometheus.yml").write_text(
+            yaml.safe_dump(prometheus_config(alertmanager.port, targets)))
+        port = free_port()
+        prometheus = Server(
+            [tool("prometheus"), f"--config.file={tmp_path / 'prometheus.yml'}",
+             f"--storage.tsdb.path={tmp_path / 'prom-data'}",
+             f"--web.listen-address=127.0.0.1:{port}", "--rules.alert.resend-delay=1s"],
+            port, tmp_path / "prometheus.log")
+        started.append(prometheus)
+        yield alertmanager, prometheus, targets
+    finally:
+        for server in reversed(started):
+            server.stop()
+
+
+def alerts(alertmanager: Server) -> list[dict[str, str]]:
+    """The labels of every alert Alertmanager holds now."""
+    return [alert["labels"] for alert in get_json(alertmanager.url("/api/v2/alerts"))]
+
+
+def merge_jobs(output: Path, *daemons: tuple[Mirrord, int]) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "mirror.jobsmerge", "-o", str(output), "--timeout", "3",
+         *(f"http://127.0.0.1:{port}/jobs" for _daemon, port in daemons)],
+        capture_output=True, text=True, timeout=30)
+
+
+def test_a_fleet_alerts_on_the_right_host_and_task(mirrord, rsync_daemon, servers, inbox,
+                                                   tmp_path):
+    alertmanager, prometheus, targets = servers
+    ports = free_port(), free_port()
+    host_a = mirrord(general() + rsync_task("broken", rsync_daemon.url("nosuchmodule"),
+                                            "@DIR@/broken"),
+                     plugins=f"[slatefish]\nlisten = 127.0.0.1:{ports[0]}\n")
+    host_b = mirrord(general() + rsync_task("debian", rsync_daemon.url(), "@DIR@/debian",
+                                            rsyncdir="debian"),
+                     plugins=f"[slatefish]\nlisten = 127.0.0.1:{ports[1]}\n")
+    instance_a, instance_b = (f"127.0.0.1:{port}" for port in ports)
+    # File-based discovery, as in util/prometheus/mirrord-targets.yml: both hosts, one edit.
+    targets.write_text(yaml.safe_dump([{"targets": [instance_a, instance_b],
+                                        "labels": {"site": "test"}}]))
+
+    assert host_b.ask({"command": "run", "name": "debian", "wait": True}, timeout=60)["ok"]
+    for _ in range(3):
+        host_a.ask({"command": "run", "name": "broken", "wait": True}, timeout=60)
+    assert host_a.status()["broken"]["consecutive_failures"] == 3
+
+    def firing(alertname: str, instance: str) -> dict[str, str] | None:
+        return next((labels for labels in alerts(alertmanager)
+                     if labels["alertname"] == alertname and labels["instance"] == instance),
+                    None)
+
+    failing = wait_for(lambda: firing("MirrorSyncFailing", instance_a), timeout=30,
+                       what="MirrorSyncFailing for host A")
+    assert failing["task"] == "broken" and failing["site"] == "test"
+    # Host B has been scraped and evaluated all along: nothing fires or waits for it.
+    rules = get_json(prometheus.url("/api/v1/alerts"))["data"]["alerts"]
+    assert [alert for alert in rules if alert["labels"]["instance"] == instance_b] == []
+    assert [labels for labels in alerts(alertmanager) if labels["instance"] == instance_b] == []
+    # The recording rules: host B's mirror is fresh (a fraction of its daily period).
+    def staleness(instance: str) -> list[dict]:
+        query = f'instance_task:mirror_staleness_periods{{instance="{instance}"}}'
+        return get_json(prometheus.url("/api/v1/query?query=" + urllib.parse.quote(query))
+                        )["data"]["result"]
+
+    fresh = wait_for(lambda: staleness(instance_b), timeout=10, what="the recording rules")
+    assert fresh[0]["metric"]["task"] == "debian" and float(fresh[0]["value"][1]) < 0.01
+    assert staleness(instance_a) == []  # never succeeded: not stale, failing
+
+    # The mail, grouped by host, names the host and the task.
+    mail = wait_for(lambda: next((mail for mail in inbox.mails
+                                  if instance_a in mail.message["Subject"]), None),
+                    timeout=30, what="Alertmanager's mail for host A")
+    assert "broken" in mail.message.get_body(("html", "plain")).get_content()
+
+    # mirror-merge-jobs: one feed for both hosts.
+    merged = tmp_path / "jobs.json"
+    done = merge_jobs(merged, (host_a, ports[0]), (host_b, ports[1]))
+    assert done.returncode == 0, done.stderr
+    jobs = {job["name"]: job for job in json.loads(merged.read_text())}
+    assert {name: job["server"] for name, job in jobs.items()} == {"broken": instance_a,
+                                                                   "debian": instance_b}
+    assert jobs["debian"]["status"] == "success" and jobs["broken"]["status"] == "failed"
+
+    os.kill(host_b.pid, signal.SIGKILL)
+    host_b.process.wait(10)
+
+    # Host B's entries stand in while it cannot be read; the exit status says so.
+    done = merge_jobs(merged, (host_a, ports[0]), (host_b, ports[1]))
+    assert done.returncode == 1 and f"{instance_b}/jobs" in done.stderr
+    assert [job["name"] for job in json.loads(merged.read_text())] == ["broken", "debian"]
+
+    down = wait_for(lambda: firing("MirrordDown", instance_b), timeout=90,
+                    what="MirrordDown for host B")
+    assert down["severity"] == "critical"
+    assert firing("MirrordDown", instance_a) is None
