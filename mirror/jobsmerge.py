@@ -27,6 +27,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from mirror.atomicfile import write_atomically
+from mirror.i18n import _, translate_standard_library
 
 MAX_FEED_BYTES = 16 * 1024 * 1024
 DEFAULT_TIMEOUT = 10.0
@@ -54,8 +55,8 @@ def parse_source(text: str) -> Source:
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise argparse.ArgumentTypeError(
-            f"'{text}' is not an http:// or https:// URL of a host's /jobs, "
-            "e.g. http://mirror1.example.org:8000/jobs")
+            _("'{text}' is not an http:// or https:// URL of a host's /jobs, "
+              "e.g. http://mirror1.example.org:8000/jobs").format(text=text))
     return Source(text, parts.netloc)
 
 
@@ -70,7 +71,8 @@ def parse_timeout(text: str) -> float:
     except ValueError:
         value = 0.0
     if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"'{text}' is not a positive number of seconds")
+        raise argparse.ArgumentTypeError(
+            _("'{text}' is not a positive number of seconds").format(text=text))
     return value
 
 
@@ -85,16 +87,17 @@ def fetch_feed(source: Source, timeout: float) -> list[Job]:
         with urllib.request.urlopen(source.url, timeout=timeout) as response:
             body = response.read(MAX_FEED_BYTES + 1)
     except urllib.error.HTTPError as problem:
-        raise FeedError(f"HTTP {problem.code} {problem.reason}") from None
+        raise FeedError(_("HTTP {code} {reason}").format(code=problem.code,
+                                                          reason=problem.reason)) from None
     except (urllib.error.URLError, OSError) as problem:
         reason = getattr(problem, "reason", problem)
-        raise FeedError(f"cannot fetch it: {reason}") from None
+        raise FeedError(_("cannot fetch it: {reason}").format(reason=reason)) from None
     if len(body) > MAX_FEED_BYTES:
-        raise FeedError(f"more than {MAX_FEED_BYTES} bytes")
+        raise FeedError(_("more than {count} bytes").format(count=MAX_FEED_BYTES))
     try:
         document = json.loads(body)
     except (ValueError, RecursionError):
-        raise FeedError("not JSON") from None
+        raise FeedError(_("not JSON")) from None
     return checked_jobs(document)
 
 
@@ -105,10 +108,11 @@ def checked_jobs(document: object) -> list[Job]:
         FeedError: not an array of objects that each have a string ``name``.
     """
     if not isinstance(document, list):
-        raise FeedError("not a JSON array of jobs")
+        raise FeedError(_("not a JSON array of jobs"))
     for index, job in enumerate(document):
         if not isinstance(job, dict) or not isinstance(job.get("name"), str):
-            raise FeedError(f"entry {index} is not a job (an object with a string 'name')")
+            raise FeedError(_("entry {index} is not a job (an object with a string 'name')")
+                            .format(index=index))
     return document
 
 
@@ -145,20 +149,23 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line of ``mirror-merge-jobs``."""
     parser = argparse.ArgumentParser(
         prog="mirror-merge-jobs",
-        description="Merge the /jobs feeds of several mirrord hosts into one for mirror-web.")
+        description=_("Merge the /jobs feeds of several mirrord hosts into one for "
+                      "mirror-web."))
     parser.add_argument("urls", metavar="URL", nargs="+", type=parse_source,
-                        help="a host's /jobs, e.g. http://mirror1.example.org:8000/jobs")
+                        help=_("a host's /jobs, e.g. http://mirror1.example.org:8000/jobs"))
     parser.add_argument("-o", "--output", metavar="FILE",
-                        help="write the merged feed here, atomically (default: stdout); "
-                             "its entries stand in for a host that cannot be read")
+                        help=_("write the merged feed here, atomically (default: stdout); "
+                               "its entries stand in for a host that cannot be read"))
     parser.add_argument("--timeout", type=parse_timeout, default=DEFAULT_TIMEOUT,
                         metavar="SECONDS",
-                        help=f"how long to wait for each host (default {DEFAULT_TIMEOUT:g})")
+                        help=_("how long to wait for each host (default {seconds:g})")
+                        .format(seconds=DEFAULT_TIMEOUT))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns 0, or 1 when a host could not be read (the rest is written)."""
+    translate_standard_library()  # argparse's own messages, such as "usage:"
     args = build_parser().parse_args(argv)
     kept: dict[str, list[Job]] = {}
     for job in previous_jobs(args.output):
@@ -171,8 +178,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except FeedError as problem:
             status = 1
             old = kept.get(source.server, [])
-            print(f"mirror-merge-jobs: {source.url}: {problem}; keeping its {len(old)} "
-                  "entries from the last merge", file=sys.stderr)
+            print(_("mirror-merge-jobs: {url}: {problem}; keeping its {count} entries from "
+                    "the last merge").format(url=source.url, problem=problem, count=len(old)),
+                  file=sys.stderr)
             feeds.append((source.server, old))
     text = json.dumps(merge(feeds), indent=1, ensure_ascii=False) + "\n"
     if args.output is None:
@@ -181,8 +189,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             write_atomically(args.output, text)
         except OSError as problem:
-            print(f"mirror-merge-jobs: cannot write {args.output}: {problem.strerror or problem}",
-                  file=sys.stderr)
+            print(_("mirror-merge-jobs: cannot write {path}: {reason}").format(
+                path=args.output, reason=problem.strerror or problem), file=sys.stderr)
             return 2
     return status
 

@@ -4,7 +4,12 @@ and Alertmanager with the shipped rules and example configurations (only address
 waits shortened), a real rsync daemon, a real SMTP server, and mirror-merge-jobs.
 
 Host A has a task that keeps failing (its rsync module does not exist); host B is healthy
-until it is killed."""
+until it is killed.
+
+The scenario spends most of its 70 s waiting for the shipped MirrordDown rule's ``for: 1m``.
+So that the wait does not add a minute to the suite, test/integration/conftest.py starts it
+(:func:`start_in_background`) as soon as the test is collected, on a thread, and the test,
+at its turn, waits for it and reports what it found; run alone, it just waits the minute."""
 from __future__ import annotations
 
 import json
@@ -13,16 +18,24 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+import threading
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 from aiosmtpd.controller import Controller
 
-from test.integration.conftest import Mirrord, free_port, general, wait_for
+from test.integration.conftest import (
+    Mirrord,
+    build_upstream_tree,
+    free_port,
+    general,
+    start_rsync_daemon,
+    wait_for,
+)
 from test.integration.test_daemon import rsync_task
 from test.integration.test_notifier import Inbox
 
@@ -97,67 +110,97 @@ def prometheus_config(alertmanager_port: int, targets: Path) -> dict:
     return config
 
 
-@pytest.fixture
-def inbox() -> Iterator[Inbox]:
-    handler = Inbox()
-    handler.port = free_port()
-    controller = Controller(handler, hostname="127.0.0.1", port=handler.port)
-    controller.start()
-    yield handler
-    controller.stop()
-
-
-@pytest.fixture
-def servers(tmp_path, inbox) -> Iterator[tuple[Server, Server, Path]]:
-    """Alertmanager, then Prometheus scraping the targets in the file it returns too."""
-    started: list[Server] = []
-    try:
-        port = free_port()
-        (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump(alertmanager_config(inbox.port)))
-        alertmanager = Server(
-            [tool("prometheus-alertmanager"), f"--config.file={tmp_path / 'alertmanager.yml'}",
-             f"--storage.path={tmp_path / 'am-data'}", f"--web.listen-address=127.0.0.1:{port}",
-             "--cluster.listen-address="], port, tmp_path / "alertmanager.log")
-        started.append(alertmanager)
-        targets = tmp_path / "mirrord-targets.yml"
-        targets.write_text("[]\n")
-        (tmp_path / "prometheus.yml").write_text(
-            yaml.safe_dump(prometheus_config(alertmanager.port, targets)))
-        port = free_port()
-        prometheus = Server(
-            [tool("prometheus"), f"--config.file={tmp_path / 'prometheus.yml'}",
-             f"--storage.tsdb.path={tmp_path / 'prom-data'}",
-             f"--web.listen-address=127.0.0.1:{port}", "--rules.alert.resend-delay=1s"],
-            port, tmp_path / "prometheus.log")
-        started.append(prometheus)
-        yield alertmanager, prometheus, targets
-    finally:
-        for server in reversed(started):
-            server.stop()
-
-
 def alerts(alertmanager: Server) -> list[dict[str, str]]:
     """The labels of every alert Alertmanager holds now."""
     return [alert["labels"] for alert in get_json(alertmanager.url("/api/v2/alerts"))]
 
 
-def merge_jobs(output: Path, *daemons: tuple[Mirrord, int]) -> subprocess.CompletedProcess:
+def merge_jobs(output: Path, *ports: int) -> subprocess.CompletedProcess:
     return subprocess.run(
         [sys.executable, "-m", "mirror.jobsmerge", "-o", str(output), "--timeout", "3",
-         *(f"http://127.0.0.1:{port}/jobs" for _daemon, port in daemons)],
+         *(f"http://127.0.0.1:{port}/jobs" for port in ports)],
         capture_output=True, text=True, timeout=30)
 
 
-def test_a_fleet_alerts_on_the_right_host_and_task(mirrord, rsync_daemon, servers, inbox,
-                                                   tmp_path):
-    alertmanager, prometheus, targets = servers
+class Fleet:
+    """Everything the scenario starts, so that :meth:`close` ends it whatever happened."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        self.processes: list[subprocess.Popen] = []
+        self.servers: list[Server] = []
+        self.daemons: list[Mirrord] = []
+        self.inbox = Inbox()
+        self.smtp: Controller | None = None
+
+    def rsync_daemon(self) -> str:
+        """A real rsync daemon serving a tree as module ``mirror``; its URL."""
+        tree = self.base / "tree"
+        tree.mkdir()
+        build_upstream_tree(tree)
+        process, port = start_rsync_daemon(self.base, {"mirror": tree})
+        self.processes.append(process)
+        return f"rsync://127.0.0.1:{port}"
+
+    def mail_server(self) -> int:
+        self.inbox.port = free_port()
+        self.smtp = Controller(self.inbox, hostname="127.0.0.1", port=self.inbox.port)
+        self.smtp.start()
+        return self.inbox.port
+
+    def server(self, name: str, argv: list[str], port: int) -> Server:
+        server = Server(argv, port, self.base / f"{name}.log")
+        self.servers.append(server)
+        return server
+
+    def mirrord(self, name: str, config: str, listen_port: int) -> Mirrord:
+        directory = self.base / name
+        directory.mkdir()
+        (directory / "plugin.ini").write_text(f"[slatefish]\nlisten = 127.0.0.1:{listen_port}\n")
+        daemon = Mirrord(directory, config.replace("@DIR@", str(directory)))
+        self.daemons.append(daemon)
+        return daemon.start()
+
+    def close(self) -> None:
+        for daemon in self.daemons:
+            daemon.stop()
+        for server in reversed(self.servers):
+            server.stop()
+        for process in self.processes:
+            process.terminate()
+            process.wait(10)
+        if self.smtp is not None:
+            self.smtp.stop()
+        shutil.rmtree(self.base, ignore_errors=True)
+
+
+def run_scenario(fleet: Fleet) -> None:
+    """The whole scenario; an assertion that fails raises here."""
+    base = fleet.base
+    rsync = fleet.rsync_daemon()
+    smtp_port = fleet.mail_server()
+    port = free_port()
+    (base / "alertmanager.yml").write_text(yaml.safe_dump(alertmanager_config(smtp_port)))
+    alertmanager = fleet.server("alertmanager", [
+        tool("prometheus-alertmanager"), f"--config.file={base / 'alertmanager.yml'}",
+        f"--storage.path={base / 'am-data'}", f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address="], port)
+    targets = base / "mirrord-targets.yml"
+    targets.write_text("[]\n")
+    (base / "prometheus.yml").write_text(
+        yaml.safe_dump(prometheus_config(alertmanager.port, targets)))
+    port = free_port()
+    prometheus = fleet.server("prometheus", [
+        tool("prometheus"), f"--config.file={base / 'prometheus.yml'}",
+        f"--storage.tsdb.path={base / 'prom-data'}", f"--web.listen-address=127.0.0.1:{port}",
+        "--rules.alert.resend-delay=1s"], port)
+
     ports = free_port(), free_port()
-    host_a = mirrord(general() + rsync_task("broken", rsync_daemon.url("nosuchmodule"),
-                                            "@DIR@/broken"),
-                     plugins=f"[slatefish]\nlisten = 127.0.0.1:{ports[0]}\n")
-    host_b = mirrord(general() + rsync_task("debian", rsync_daemon.url(), "@DIR@/debian",
-                                            rsyncdir="debian"),
-                     plugins=f"[slatefish]\nlisten = 127.0.0.1:{ports[1]}\n")
+    host_a = fleet.mirrord("a", general() + rsync_task("broken", f"{rsync}/nosuchmodule/",
+                                                       "@DIR@/broken"), ports[0])
+    host_b = fleet.mirrord("b", general() + rsync_task("debian", f"{rsync}/mirror/",
+                                                       "@DIR@/debian", rsyncdir="debian"),
+                           ports[1])
     instance_a, instance_b = (f"127.0.0.1:{port}" for port in ports)
     # File-based discovery, as in util/prometheus/mirrord-targets.yml: both hosts, one edit.
     targets.write_text(yaml.safe_dump([{"targets": [instance_a, instance_b],
@@ -180,6 +223,7 @@ def test_a_fleet_alerts_on_the_right_host_and_task(mirrord, rsync_daemon, server
     rules = get_json(prometheus.url("/api/v1/alerts"))["data"]["alerts"]
     assert [alert for alert in rules if alert["labels"]["instance"] == instance_b] == []
     assert [labels for labels in alerts(alertmanager) if labels["instance"] == instance_b] == []
+
     # The recording rules: host B's mirror is fresh (a fraction of its daily period).
     def staleness(instance: str) -> list[dict]:
         query = f'instance_task:mirror_staleness_periods{{instance="{instance}"}}'
@@ -191,14 +235,14 @@ def test_a_fleet_alerts_on_the_right_host_and_task(mirrord, rsync_daemon, server
     assert staleness(instance_a) == []  # never succeeded: not stale, failing
 
     # The mail, grouped by host, names the host and the task.
-    mail = wait_for(lambda: next((mail for mail in inbox.mails
+    mail = wait_for(lambda: next((mail for mail in fleet.inbox.mails
                                   if instance_a in mail.message["Subject"]), None),
                     timeout=30, what="Alertmanager's mail for host A")
     assert "broken" in mail.message.get_body(("html", "plain")).get_content()
 
     # mirror-merge-jobs: one feed for both hosts.
-    merged = tmp_path / "jobs.json"
-    done = merge_jobs(merged, (host_a, ports[0]), (host_b, ports[1]))
+    merged = base / "jobs.json"
+    done = merge_jobs(merged, *ports)
     assert done.returncode == 0, done.stderr
     jobs = {job["name"]: job for job in json.loads(merged.read_text())}
     assert {name: job["server"] for name, job in jobs.items()} == {"broken": instance_a,
@@ -209,7 +253,7 @@ def test_a_fleet_alerts_on_the_right_host_and_task(mirrord, rsync_daemon, server
     host_b.process.wait(10)
 
     # Host B's entries stand in while it cannot be read; the exit status says so.
-    done = merge_jobs(merged, (host_a, ports[0]), (host_b, ports[1]))
+    done = merge_jobs(merged, *ports)
     assert done.returncode == 1 and f"{instance_b}/jobs" in done.stderr
     assert [job["name"] for job in json.loads(merged.read_text())] == ["broken", "debian"]
 
@@ -217,3 +261,50 @@ def test_a_fleet_alerts_on_the_right_host_and_task(mirrord, rsync_daemon, server
                     what="MirrordDown for host B")
     assert down["severity"] == "critical"
     assert firing("MirrordDown", instance_a) is None
+
+
+class Background:
+    """The scenario on its own thread; :meth:`outcome` waits for it and closes the fleet."""
+
+    def __init__(self) -> None:
+        self.fleet = Fleet(Path(tempfile.mkdtemp(prefix="mirror-fleet-")))
+        self.failure: BaseException | None = None
+        self.thread = threading.Thread(target=self._run, name="fleet scenario", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            run_scenario(self.fleet)
+        except BaseException as problem:  # reported by the test, with its traceback
+            self.failure = problem
+
+    def outcome(self, timeout: float) -> BaseException | None:
+        """The scenario's failure, or None; it is over (and closed) when this returns."""
+        self.thread.join(timeout)
+        if self.thread.is_alive():
+            self.failure = TimeoutError(f"the fleet scenario took more than {timeout} s")
+        self.fleet.close()
+        return self.failure
+
+
+_started: list[Background] = []
+
+
+def start_in_background() -> None:
+    """Start the scenario now (once); called by conftest.py when the test is collected."""
+    if not _started:
+        _started.append(Background())
+
+
+def close_background() -> None:
+    """End a scenario the test never collected the outcome of (the session stopped early)."""
+    while _started:
+        _started.pop().outcome(timeout=0)
+
+
+def test_a_fleet_alerts_on_the_right_host_and_task():
+    start_in_background()  # a no-op when conftest.py started it already
+    background = _started.pop()
+    failure = background.outcome(timeout=150)
+    if failure is not None:
+        raise failure

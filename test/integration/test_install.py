@@ -20,6 +20,7 @@ DATA = {  # where the wheel puts what is not Python, under the install prefix
     "share/bash-completion/completions/mirrord": "completion/bash/mirrord",
     "share/zsh/site-functions/_mirrord": "completion/zsh/_mirrord",
     "share/man/man1/mirrord.1": "docs/man/mirrord.1",
+    "share/man/man1/mirror-merge-jobs.1": "docs/man/mirror-merge-jobs.1",
     "share/man/man5/mirror.ini.5": "docs/man/mirror.ini.5",
     "lib/systemd/system/mirrord.service": "util/systemd/system/mirrord.service",
     "lib/systemd/system/mirrord@.service": "util/systemd/system/mirrord@.service",

@@ -8,6 +8,7 @@ the code uses.
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 import re
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from mirror import __version__
+from mirror import __version__, jobsmerge
 from mirror.cli import build_parser
 from mirror.config import GENERAL_KEYS, parse_mirror_ini
 from mirror.diagnostics import IssueCollector
@@ -33,7 +34,8 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 MAN = ROOT / "docs" / "man"
 MIRRORD_1 = MAN / "mirrord.1"
 MIRROR_INI_5 = MAN / "mirror.ini.5"
-PAGES = (MIRRORD_1, MIRROR_INI_5)
+MERGE_JOBS_1 = MAN / "mirror-merge-jobs.1"
+PAGES = (MIRRORD_1, MIRROR_INI_5, MERGE_JOBS_1)
 
 GENERAL_HEADING = "THE [general] SECTION"
 TASK_HEADING = "TASK SECTIONS"
@@ -183,8 +185,9 @@ def example_blocks(page: Path, section: str) -> list[str]:
     return blocks
 
 
-def parser_options() -> set[str]:
-    return {option for action in build_parser()._actions for option in action.option_strings}
+def parser_options(parser: argparse.ArgumentParser | None = None) -> set[str]:
+    return {option for action in (parser or build_parser())._actions
+            for option in action.option_strings}
 
 
 def builtin_plugins() -> dict[str, type]:
@@ -271,6 +274,14 @@ def test_options_section_has_an_entry_per_option():
     known = parser_options()
     assert known - tagged == set(), f"OPTIONS lacks a .TP entry for {sorted(known - tagged)}"
     assert tagged - known == set(), f"OPTIONS documents unknown options {sorted(tagged - known)}"
+
+
+def test_mirror_merge_jobs_1_has_an_entry_per_option():
+    entries = [entry for entry in read_entries(MERGE_JOBS_1) if entry.section == "OPTIONS"]
+    tagged = {option for entry in entries for option in OPTION.findall(unescape(entry.tag))}
+    assert tagged == parser_options(jobsmerge.build_parser())
+    default = next(entry for entry in entries if "--timeout" in unescape(entry.tag))
+    assert f"Default: {jobsmerge.DEFAULT_TIMEOUT:g}." in default.text
 
 
 def test_option_choices_are_documented():
@@ -367,6 +378,8 @@ def test_the_examples_are_valid_config(tmp_path):
                                 TASK_HEADING, "SCHEDULE", "DURATIONS", "PLUGIN.INI", "EXAMPLE",
                                 "SEE ALSO"),
                  id="mirror.ini.5"),
+    pytest.param(MERGE_JOBS_1, ("NAME", "SYNOPSIS", "DESCRIPTION", "OPTIONS", "EXIT STATUS",
+                                "EXAMPLES", "SEE ALSO"), id="mirror-merge-jobs.1"),
 ])
 def test_pages_render(page, headings):
     result = run_groff("-man", "-Tutf8", "-P-cbou", str(page))
