@@ -255,20 +255,20 @@ def load_state(directory: Path) -> dict:
     return json.loads((directory / "state.json").read_text())["tasks"]
 
 
+
+def _background_scenarios(session: pytest.Session) -> list:
+    return [mark.args[0] for item in session.items
+            for mark in item.iter_markers("background")]
+
+
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Start, on a thread, the scenarios of the selected tests that mostly wait (a module
-    with ``start_in_background``, such as test_fleet.py): their waiting overlaps the tests
-    that run before them, instead of adding to the suite's time."""
-    for item in session.items:
-        module = getattr(item, "module", None)
-        start = getattr(module, "start_in_background", None)
-        if start is not None:
-            start()
+    """Start the scenarios of the selected tests marked ``background`` (test/integration/
+    background.py): their waiting overlaps the tests that run before them."""
+    for scenario in _background_scenarios(session):
+        scenario.start()
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """End the scenarios whose test did not run (deselected later, or the session stopped)."""
-    for module in {getattr(item, "module", None) for item in session.items}:
-        close = getattr(module, "close_background", None)
-        if close is not None:
-            close()
+    """End the scenarios whose test did not run (deselected, or the session stopped)."""
+    for scenario in _background_scenarios(session):
+        scenario.close()

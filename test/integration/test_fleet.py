@@ -6,10 +6,8 @@ waits shortened), a real rsync daemon, a real SMTP server, and mirror-merge-jobs
 Host A has a task that keeps failing (its rsync module does not exist); host B is healthy
 until it is killed.
 
-The scenario spends most of its 70 s waiting for the shipped MirrordDown rule's ``for: 1m``.
-So that the wait does not add a minute to the suite, test/integration/conftest.py starts it
-(:func:`start_in_background`) as soon as the test is collected, on a thread, and the test,
-at its turn, waits for it and reports what it found; run alone, it just waits the minute."""
+The scenario spends most of its 70 s waiting for the shipped MirrordDown rule's ``for: 1m``,
+so it runs in the background from collection on (test/integration/background.py)."""
 from __future__ import annotations
 
 import json
@@ -18,8 +16,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
-import threading
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -28,6 +24,7 @@ import pytest
 import yaml
 from aiosmtpd.controller import Controller
 
+from test.integration.background import Scenario
 from test.integration.conftest import (
     Mirrord,
     build_upstream_tree,
@@ -123,15 +120,12 @@ def merge_jobs(output: Path, *ports: int) -> subprocess.CompletedProcess:
 
 
 class Fleet:
-    """Everything the scenario starts, so that :meth:`close` ends it whatever happened."""
+    """Starts the scenario's servers and daemons; each is ended when the scenario closes."""
 
-    def __init__(self, base: Path) -> None:
+    def __init__(self, base: Path, scenario: Scenario) -> None:
         self.base = base
-        self.processes: list[subprocess.Popen] = []
-        self.servers: list[Server] = []
-        self.daemons: list[Mirrord] = []
+        self.scenario = scenario
         self.inbox = Inbox()
-        self.smtp: Controller | None = None
 
     def rsync_daemon(self) -> str:
         """A real rsync daemon serving a tree as module ``mirror``; its URL."""
@@ -139,18 +133,19 @@ class Fleet:
         tree.mkdir()
         build_upstream_tree(tree)
         process, port = start_rsync_daemon(self.base, {"mirror": tree})
-        self.processes.append(process)
+        self.scenario.on_close(lambda: (process.terminate(), process.wait(10)))
         return f"rsync://127.0.0.1:{port}"
 
     def mail_server(self) -> int:
         self.inbox.port = free_port()
-        self.smtp = Controller(self.inbox, hostname="127.0.0.1", port=self.inbox.port)
-        self.smtp.start()
+        smtp = Controller(self.inbox, hostname="127.0.0.1", port=self.inbox.port)
+        smtp.start()
+        self.scenario.on_close(smtp.stop)
         return self.inbox.port
 
     def server(self, name: str, argv: list[str], port: int) -> Server:
         server = Server(argv, port, self.base / f"{name}.log")
-        self.servers.append(server)
+        self.scenario.on_close(server.stop)
         return server
 
     def mirrord(self, name: str, config: str, listen_port: int) -> Mirrord:
@@ -158,25 +153,13 @@ class Fleet:
         directory.mkdir()
         (directory / "plugin.ini").write_text(f"[slatefish]\nlisten = 127.0.0.1:{listen_port}\n")
         daemon = Mirrord(directory, config.replace("@DIR@", str(directory)))
-        self.daemons.append(daemon)
+        self.scenario.on_close(daemon.stop)
         return daemon.start()
 
-    def close(self) -> None:
-        for daemon in self.daemons:
-            daemon.stop()
-        for server in reversed(self.servers):
-            server.stop()
-        for process in self.processes:
-            process.terminate()
-            process.wait(10)
-        if self.smtp is not None:
-            self.smtp.stop()
-        shutil.rmtree(self.base, ignore_errors=True)
 
-
-def run_scenario(fleet: Fleet) -> None:
+def run_scenario(base: Path, scenario: Scenario) -> None:
     """The whole scenario; an assertion that fails raises here."""
-    base = fleet.base
+    fleet = Fleet(base, scenario)
     rsync = fleet.rsync_daemon()
     smtp_port = fleet.mail_server()
     port = free_port()
@@ -263,48 +246,9 @@ def run_scenario(fleet: Fleet) -> None:
     assert firing("MirrordDown", instance_a) is None
 
 
-class Background:
-    """The scenario on its own thread; :meth:`outcome` waits for it and closes the fleet."""
-
-    def __init__(self) -> None:
-        self.fleet = Fleet(Path(tempfile.mkdtemp(prefix="mirror-fleet-")))
-        self.failure: BaseException | None = None
-        self.thread = threading.Thread(target=self._run, name="fleet scenario", daemon=True)
-        self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            run_scenario(self.fleet)
-        except BaseException as problem:  # reported by the test, with its traceback
-            self.failure = problem
-
-    def outcome(self, timeout: float) -> BaseException | None:
-        """The scenario's failure, or None; it is over (and closed) when this returns."""
-        self.thread.join(timeout)
-        if self.thread.is_alive():
-            self.failure = TimeoutError(f"the fleet scenario took more than {timeout} s")
-        self.fleet.close()
-        return self.failure
+FLEET = Scenario("the fleet scenario", run_scenario)
 
 
-_started: list[Background] = []
-
-
-def start_in_background() -> None:
-    """Start the scenario now (once); called by conftest.py when the test is collected."""
-    if not _started:
-        _started.append(Background())
-
-
-def close_background() -> None:
-    """End a scenario the test never collected the outcome of (the session stopped early)."""
-    while _started:
-        _started.pop().outcome(timeout=0)
-
-
+@pytest.mark.background(FLEET)
 def test_a_fleet_alerts_on_the_right_host_and_task():
-    start_in_background()  # a no-op when conftest.py started it already
-    background = _started.pop()
-    failure = background.outcome(timeout=150)
-    if failure is not None:
-        raise failure
+    FLEET.check(timeout=150)

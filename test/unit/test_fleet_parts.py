@@ -214,3 +214,30 @@ def test_hosts_that_cannot_be_read_keep_their_last_entries(tmp_path, capsys):
     finally:
         server.shutdown()
         server.server_close()
+
+
+# --- the text format ------------------------------------------------------------------------
+
+def test_the_exposition_escapes_labels_and_writes_values_prometheus_reads():
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from mirror.plugins.slatefish.exposition import Family, labels, render, with_label
+
+    gauge = Family("mirror_test", "gauge", "a help text with a \\ and a\nnewline")
+    odd = 'a "quoted" \\ back\nslash'
+    gauge.add(labels(task=odd), 1)
+    gauge.add(with_label(labels(task="x"), "le", "+Inf"), float("inf"))
+    gauge.add(labels(), float("nan"))
+    gauge.add(with_label("", "only", "one"), 1_700_000_000.5)
+    counter = Family("mirror_test_total", "counter", "counted")
+    counter.add(labels(task="x"), 3)
+    (parsed_gauge, parsed_counter), = [list(text_string_to_metric_families(render([gauge,
+                                                                                   counter])))]
+    samples = parsed_gauge.samples
+    assert parsed_gauge.documentation == "a help text with a \\ and a\nnewline"
+    assert samples[0].labels == {"task": odd} and samples[0].value == 1
+    assert samples[1].labels == {"task": "x", "le": "+Inf"} and samples[1].value == float("inf")
+    assert samples[2].value != samples[2].value  # NaN
+    assert samples[3].labels == {"only": "one"} and samples[3].value == 1_700_000_000.5
+    assert parsed_counter.name == "mirror_test" and parsed_counter.type == "counter"
+    assert parsed_counter.samples[0].name == "mirror_test_total"

@@ -24,10 +24,8 @@ from mirror.plugins.slatefish.runtally import RunTally
 from mirror.plugins.slatefish.server import Response, text_response
 
 if TYPE_CHECKING:
-    from prometheus_client.registry import CollectorRegistry
-
     from mirror.plugin import HostAPI, Snapshot
-    from mirror.plugins.slatefish.metrics import Scrape
+    from mirror.plugins.slatefish.metrics import MetricsPage, Scrape
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +47,7 @@ class StatusApplication:
     def __init__(self, host: HostAPI, tally: RunTally | None = None) -> None:
         self._host = host
         self._tally = tally or RunTally()
-        self._registry: CollectorRegistry | None = None  # made at the first /metrics
+        self._metrics_page: MetricsPage | None = None  # made at the first /metrics
         self._routes: dict[str, Callable[[], Response]] = {
             "/": self._page, "/api/status": self._api, "/jobs": self._jobs,
             "/metrics": self._metrics}
@@ -100,12 +98,12 @@ class StatusApplication:
     def _metrics(self) -> Response:
         from mirror.plugins.slatefish import metrics
 
-        registry = self._registry
-        if registry is None:
-            # Two first scrapes at once may each make one; the registry keeps no state, so
-            # whichever is kept serves the same.
-            registry = self._registry = metrics.new_registry(self._metrics_source)
-        return Response(HTTPStatus.OK, metrics.exposition(registry), metrics.CONTENT_TYPE,
+        page = self._metrics_page
+        if page is None:
+            # Two first scrapes at once may each make one; it keeps nothing that matters
+            # (a cache of mount points), so whichever is kept serves the same.
+            page = self._metrics_page = metrics.MetricsPage(self._metrics_source)
+        return Response(HTTPStatus.OK, page.text(), metrics.CONTENT_TYPE,
                         COMMON_HEADERS)
 
 
