@@ -62,16 +62,21 @@ def serving(url: str) -> bool:
 
 
 class Server:
-    """A Prometheus or Alertmanager process on 127.0.0.1 and a free port."""
+    """A Prometheus or Alertmanager process on 127.0.0.1 and a free port; :meth:`wait_ready`
+    returns once it serves."""
 
     def __init__(self, argv: list[str], port: int, log: Path) -> None:
         self.port = port
         self.log = log
+        self.name = argv[0]
         with log.open("wb") as output:
             self.process = subprocess.Popen(argv, stdout=output, stderr=subprocess.STDOUT)
+
+    def wait_ready(self) -> Server:
         wait_for(lambda: self.process.poll() is not None or serving(self.url("/-/ready")),
-                 timeout=30, what=argv[0])
-        assert self.process.poll() is None, log.read_text()
+                 timeout=30, what=self.name)
+        assert self.process.poll() is None, self.log.read_text()
+        return self
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -146,7 +151,7 @@ class Fleet:
     def server(self, name: str, argv: list[str], port: int) -> Server:
         server = Server(argv, port, self.base / f"{name}.log")
         self.scenario.on_close(server.stop)
-        return server
+        return server.wait_ready()
 
     def mirrord(self, name: str, config: str, listen_port: int) -> Mirrord:
         directory = self.base / name
