@@ -450,7 +450,7 @@ class MirrorDaemon:
                 self._make_directory(directory)
             problem_before = self.stagework.before_spawn(run)
             if problem_before is None:
-                write_log(run.log_path, header_line(run, now, self.zone))
+                run.log_offset = write_log(run.log_path, header_line(run, now, self.zone))
         except OSError as problem:
             log.error("%s: cannot prepare stage %d: %s", run.task.name, run.stage, problem)
             append_line(run.log_path, f"=== mirrord: {run.task.name} could not start: "

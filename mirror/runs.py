@@ -83,7 +83,7 @@ class Run:
     # Set by the daemon as each sync stage ends: its seconds and the bytes rsync received
     # (None when its log did not say), for the trace file.
     sync_stats: list[tuple[float, int | None]] = field(default_factory=list)
-    log_offset: int = 0  # the task log's size when the current stage started
+    log_offset: int = 0  # the task log's size when the current stage started (after its header)
     traced: bool = False  # its trace file is written
 
     @property
@@ -138,8 +138,11 @@ def write_line(fd: int, line: str) -> None:
         os.write(fd, line.encode("utf-8", "replace"))
 
 
-def write_log(path: str, line: str) -> None:
+def write_log(path: str, line: str) -> int:
     """Append one line to a task log, creating it.
+
+    Returns:
+        The log's size after the line: where the output of a stage started next begins.
 
     Raises:
         OSError: it cannot be opened.
@@ -147,6 +150,7 @@ def write_log(path: str, line: str) -> None:
     fd = open_log(path)
     try:
         write_line(fd, line)
+        return os.lseek(fd, 0, os.SEEK_END)
     finally:
         os.close(fd)
 

@@ -65,10 +65,7 @@ class StageWork:
         return None
 
     def launched(self, run: Run, pid: int) -> None:
-        """The current stage started as *pid*: watch it when the task has an ``iotimeout``;
-        note where a sync stage's output starts in the log, to count the bytes it received."""
-        if run.current.role is StageRole.SYNC:
-            run.log_offset = _log_size(run.log_path)
+        """The current stage started as *pid*: watch it when the task has an ``iotimeout``."""
         if run.task.iotimeout and run.current.role in WATCHED:
             self.progress.watch(run.task.name, pid, run.task.iotimeout, self.monotonic())
 
@@ -171,16 +168,6 @@ def _open_log(path: str) -> int | None:
         os.close(fd)
         return None
     return fd
-
-
-def _log_size(path: str) -> int:
-    fd = _open_log(path)
-    if fd is None:
-        return 0
-    try:
-        return os.fstat(fd).st_size
-    finally:
-        os.close(fd)
 
 
 def _bytes_in_log(path: str, offset: int) -> int | None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -35,17 +34,7 @@ from test.integration.conftest import (
 )
 from test.integration.test_daemon import rsync_task
 from test.integration.test_notifier import Inbox
-
-ROOT = Path(__file__).resolve().parents[2]
-SHIPPED = ROOT / "util" / "prometheus"
-
-
-def tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(f"{name} is not installed (apt-get install prometheus "
-                    "prometheus-alertmanager)")
-    return path
+from test.prometheus_tools import SHIPPED, prometheus_tool
 
 
 def get_json(url: str) -> object:
@@ -170,7 +159,7 @@ def run_scenario(base: Path, scenario: Scenario) -> None:
     port = free_port()
     (base / "alertmanager.yml").write_text(yaml.safe_dump(alertmanager_config(smtp_port)))
     alertmanager = fleet.server("alertmanager", [
-        tool("prometheus-alertmanager"), f"--config.file={base / 'alertmanager.yml'}",
+        prometheus_tool("prometheus-alertmanager"), f"--config.file={base / 'alertmanager.yml'}",
         f"--storage.path={base / 'am-data'}", f"--web.listen-address=127.0.0.1:{port}",
         "--cluster.listen-address="], port)
     targets = base / "mirrord-targets.yml"
@@ -179,7 +168,7 @@ def run_scenario(base: Path, scenario: Scenario) -> None:
         yaml.safe_dump(prometheus_config(alertmanager.port, targets)))
     port = free_port()
     prometheus = fleet.server("prometheus", [
-        tool("prometheus"), f"--config.file={base / 'prometheus.yml'}",
+        prometheus_tool("prometheus"), f"--config.file={base / 'prometheus.yml'}",
         f"--storage.tsdb.path={base / 'prom-data'}", f"--web.listen-address=127.0.0.1:{port}",
         "--rules.alert.resend-delay=1s"], port)
 

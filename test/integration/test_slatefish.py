@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -21,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from test.integration.conftest import Mirrord, free_port, general, wait_for
 from test.integration.test_daemon import rsync_task
+from test.prometheus_tools import prometheus_tool
 from test.rawhttp import raw_request
 
 CHROMIUM = "/usr/bin/chromium"
@@ -241,9 +241,7 @@ def test_metrics_are_prometheus_text_with_the_daemons_values(site):
 
 def test_metrics_pass_promtool(site):
     """Prometheus's own linter finds nothing to say about a live daemon's /metrics."""
-    promtool = shutil.which("promtool")
-    if promtool is None:
-        pytest.fail("promtool is not installed (apt-get install prometheus)")
+    promtool = prometheus_tool("promtool")
     body = fetch(site.url("/metrics"))[2]
     assert b"mirror_task_run_duration_seconds_bucket" in body
     checked = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True,

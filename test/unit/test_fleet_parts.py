@@ -18,7 +18,7 @@ from mirror.history import RunResult, TaskHistory
 from mirror.interval import IntervalSchedule
 from mirror.plugins.slatefish.filesystems import FilesystemWatch, mount_point
 from mirror.plugins.slatefish.runtally import DURATION_BUCKETS, RunTally
-from mirror.runs import Run, RunKind
+from mirror.runs import Run, RunKind, write_log
 from mirror.stagework import StageWork, received_bytes
 from mirror.task import Stage, StageRole
 
@@ -66,11 +66,15 @@ def test_every_sync_stage_counts_the_bytes_its_log_reports(tmp_path):
     assert received_bytes(run) is None
     for stage, received in ((1, "1,234"), (2, "66")):
         run.stage = stage
+        # as the daemon does: the stage's output starts after the header it writes
+        run.log_offset = write_log(str(log), f"=== stage {stage}\n")
+        assert run.log_offset == log.stat().st_size
         work.launched(run, os.getpid())
         with log.open("a") as handle:
             handle.write("x" * 20_000 + "\n" + STATS.format(received=received))
         work.stage_ended(run, 0, float(stage))
     run.stage = 3
+    run.log_offset = write_log(str(log), "=== stage 3\n")
     work.launched(run, os.getpid())
     with log.open("a") as handle:  # a hook's output says nothing about the sync
         handle.write(STATS.format(received="999999"))

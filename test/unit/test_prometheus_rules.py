@@ -8,23 +8,16 @@ import shutil
 import subprocess
 from pathlib import Path
 
-import pytest
 import yaml
 
+from test.prometheus_tools import SHIPPED, prometheus_tool
+
 ROOT = Path(__file__).resolve().parents[2]
-RULES = ROOT / "util" / "prometheus" / "mirror-rules.yml"
+RULES = SHIPPED / "mirror-rules.yml"
 RULE_TESTS = ROOT / "test" / "prometheus" / "mirror-rules.test.yml"
 ALERTS = ("MirrorStale", "MirrorSyncFailing", "MirrordDown", "MirrordThrottled",
           "MirrorDiskNearlyFull")
 PER_TASK = ("MirrorStale", "MirrorSyncFailing", "MirrorDiskNearlyFull")
-
-
-def tool(name: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        pytest.fail(f"{name} is not installed (apt-get install prometheus "
-                    "prometheus-alertmanager)")
-    return path
 
 
 def run(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
@@ -32,13 +25,14 @@ def run(*argv: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 
 
 def test_the_rules_load():
-    checked = run(tool("promtool"), "check", "rules", str(RULES))
+    checked = run(prometheus_tool("promtool"), "check", "rules", str(RULES))
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert "SUCCESS: 10 rules found" in checked.stdout
 
 
 def test_the_rule_unit_tests_pass_and_cover_every_alert():
-    tested = run(tool("promtool"), "test", "rules", RULE_TESTS.name, cwd=RULE_TESTS.parent)
+    tested = run(prometheus_tool("promtool"), "test", "rules", RULE_TESTS.name,
+                 cwd=RULE_TESTS.parent)
     assert tested.returncode == 0, tested.stdout + tested.stderr
     alerts = {rule["alert"] for group in yaml.safe_load(RULES.read_text())["groups"]
               for rule in group["rules"] if "alert" in rule}
@@ -70,7 +64,7 @@ def test_a_broken_rule_fails_its_unit_test(tmp_path):
     (tmp_path / "util" / "prometheus" / RULES.name).write_text(broken)
     (tmp_path / "test" / "prometheus").mkdir(parents=True)
     shutil.copy(RULE_TESTS, tmp_path / "test" / "prometheus")
-    tested = run(tool("promtool"), "test", "rules", RULE_TESTS.name,
+    tested = run(prometheus_tool("promtool"), "test", "rules", RULE_TESTS.name,
                  cwd=tmp_path / "test" / "prometheus")
     assert tested.returncode != 0 and "MirrorSyncFailing" in tested.stdout + tested.stderr
 
@@ -83,11 +77,11 @@ def test_the_example_prometheus_configuration_is_valid(tmp_path):
     shutil.copy(RULES.parent / "mirrord-targets.yml", targets)
     config["scrape_configs"][0]["file_sd_configs"][0]["files"] = [str(targets)]
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    checked = run(tool("promtool"), "check", "config", str(tmp_path / "prometheus.yml"))
+    checked = run(prometheus_tool("promtool"), "check", "config", str(tmp_path / "prometheus.yml"))
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert len(yaml.safe_load(targets.read_text())) == 2
 
 
 def test_the_example_alertmanager_configuration_is_valid():
-    checked = run(tool("amtool"), "check-config", str(RULES.parent / "alertmanager.yml"))
+    checked = run(prometheus_tool("amtool"), "check-config", str(RULES.parent / "alertmanager.yml"))
     assert checked.returncode == 0, checked.stdout + checked.stderr
