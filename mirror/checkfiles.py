@@ -19,6 +19,7 @@ import os
 import stat
 from typing import TYPE_CHECKING
 
+from mirror.atomicfile import write_atomically
 from mirror.digest import sha256_hex
 from mirror.i18n import _
 from mirror.safeopen import UnsafePath
@@ -142,13 +143,6 @@ def keep_fetched(checkdir: str, name: str, key: bytes) -> bool:
     """
     if not os.path.lexists(fetched_path(checkdir, name)):
         return False
-    temporary = key_path(checkdir, name) + ".new"
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(temporary)
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(key)
-    os.replace(temporary, key_path(checkdir, name))
+    write_atomically(key_path(checkdir, name), key.decode("ascii"), 0o600)
     os.replace(fetched_path(checkdir, name), saved_path(checkdir, name))
     return True

@@ -38,7 +38,6 @@ from mirror.kinds.base import (
     TYPE,
     TaskKind,
     joined_names,
-    parse_hook,
 )
 from mirror.kinds.sectionvalues import TaskValues
 from mirror.locations import PLUGIN_INI, ConfigLocation
@@ -55,13 +54,13 @@ from mirror.values import (
     parse_non_negative_int,
     parse_ports,
     parse_trace_value,
+    parse_words,
 )
 
 GENERAL = "general"
 GENERAL_KEYS = ("emails", "loadlimit", "httpconn", "httpports", "logdir", "maxtasks",
                 "successcodes", "killgrace", "statefile", "randomdelay", "exec_before",
                 "exec_on_success", "exec_on_failure", "maintainer", "tracehost")
-HOOK_KEYS = ("exec_before", "exec_on_success", "exec_on_failure")
 MAX_FILE_BYTES = 16 * 1024 * 1024
 
 Which = Callable[[str], "str | None"]
@@ -281,7 +280,7 @@ def _hook_argv(words: tuple[str, ...], resolve: Which) -> tuple[str, ...]:
 def _read_general(section: Section, issues: IssueCollector, base_dir: Path,
                   which: Which = shutil.which) -> GeneralSettings:
     def hook(text: str) -> tuple[str, ...]:
-        return _hook_argv(parse_hook(text), lambda name: _resolve_command(name, base_dir, which))
+        return _hook_argv(parse_words(text), lambda name: _resolve_command(name, base_dir, which))
 
     converters: dict[str, Callable[[str], object]] = {
         "emails": parse_emails,

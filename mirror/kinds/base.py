@@ -47,12 +47,6 @@ def parse_schedule(text: str) -> CronSchedule | None:
     return CronSchedule.parse(text)
 
 
-def parse_hook(text: str) -> tuple[str, ...]:
-    """A hook command: shell words, never run through a shell; empty: no hook (also none
-    of ``[general]``'s)."""
-    return parse_words(text)
-
-
 # The keys of every task section, whatever its kind. ``type`` is read first, to pick the kind.
 TYPE = Setting("type", parse_type_name, DEFAULT_KIND, "the task's kind")
 ENABLED = Setting("enabled", parse_bool, True, "0 keeps the task but never runs it")
@@ -64,11 +58,11 @@ RANDOMDELAY = Setting[Optional[int]]("randomdelay", parse_duration, None,
 IOTIMEOUT = Setting("iotimeout", parse_duration, 0,
                     "end a stage that moved no data for this long; 0: never")
 EXEC_BEFORE = Setting[Optional[tuple[str, ...]]](
-    "exec_before", parse_hook, None, "a command run first; non-zero: the run does not sync")
+    "exec_before", parse_words, None, "a command run first; non-zero: the run does not sync")
 EXEC_ON_SUCCESS = Setting[Optional[tuple[str, ...]]](
-    "exec_on_success", parse_hook, None, "a command run after a sync that succeeded")
+    "exec_on_success", parse_words, None, "a command run after a sync that succeeded")
 EXEC_ON_FAILURE = Setting[Optional[tuple[str, ...]]](
-    "exec_on_failure", parse_hook, None, "a command run after a sync that failed")
+    "exec_on_failure", parse_words, None, "a command run after a sync that failed")
 HOOK_SETTINGS = (EXEC_BEFORE, EXEC_ON_SUCCESS, EXEC_ON_FAILURE)
 TIMEOUT = Setting("timeout", parse_duration, 0, "kill the run after this long; 0: never")
 PRIORITY = Setting("priority", parse_int, PRIORITY_LOWEST, "1 (highest) to 10 (lowest)")
