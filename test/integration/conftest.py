@@ -255,6 +255,15 @@ def load_state(directory: Path) -> dict:
     return json.loads((directory / "state.json").read_text())["tasks"]
 
 
+def saved_task_state(directory: Path, name: str, until) -> dict:
+    """*name*'s entry in the state file, once *until* (a predicate on it) holds: the daemon
+    coalesces state writes (STATE_FLUSH_SECONDS), so the file may trail the control socket."""
+    def settled():
+        entry = load_state(directory).get(name, {})
+        return entry if until(entry) else None
+    return wait_for(settled, what=f"{name}'s state to be saved")
+
+
 
 def _background_scenarios(session: pytest.Session) -> list:
     return [mark.args[0] for item in session.items

@@ -22,6 +22,7 @@ from test.integration.conftest import (
     build_upstream_tree,
     general,
     load_state,
+    saved_task_state,
     start_rsync_daemon,
     wait_for,
 )
@@ -75,7 +76,8 @@ def test_run_wait_gives_a_byte_identical_mirror_with_hard_links(mirrord, rsync_d
     text = log_files[0].read_text()
     assert text.startswith("=== mirrord ") and "start tree stage 1/1 (manual, upstream " in text
     assert "end tree stage 1/1: exit 0 after" in text
-    state = load_state(daemon.directory)["tree"]
+    state = saved_task_state(daemon.directory, "tree",
+                             lambda entry: entry.get("last_end") is not None)
     assert (state["result"], state["exit_code"], state["upstream"]) == (
         "success", 0, rsync_daemon.url())
 

@@ -18,7 +18,7 @@ import pytest
 
 from mirror.interval import spread_offset
 from mirror.values import local_host_name
-from test.integration.conftest import general, load_state, start_rsync_daemon
+from test.integration.conftest import general, saved_task_state, start_rsync_daemon
 
 HOUR = 3600
 YEARLY = "0 0 1 1 *"
@@ -345,6 +345,8 @@ def test_iotimeout_ends_a_stalled_transfer_well_before_the_timeout(
         assert "Stalled" in task["message"]
         log = next((daemon.directory / "logs").glob("debian.log.*")).read_text()
         assert "no data moved for" in log and "iotimeout 3 s" in log
-        assert load_state(daemon.directory)["debian"]["consecutive_failures"] == 1
+        saved = saved_task_state(daemon.directory, "debian",
+                                 lambda entry: entry.get("last_end") is not None)
+        assert saved["consecutive_failures"] == 1
     finally:
         server.close()
