@@ -2,7 +2,7 @@
 """``mirrord --check``: what the daemon would do with a config, as a table or as JSON."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, tzinfo
+from datetime import datetime, tzinfo
 
 from mirror.config import MirrorConfig, TaskSection
 from mirror.durations import format_duration
@@ -11,6 +11,7 @@ from mirror.interval import IntervalSchedule
 from mirror.kinds import DEFAULT_KIND
 from mirror.tables import format_table
 from mirror.task import TaskSpec
+from mirror.zoneoffsets import offsets_for
 
 
 def columns() -> tuple[str, ...]:
@@ -56,10 +57,7 @@ def first_run_after(spec: TaskSpec, since: datetime, zone: tzinfo) -> datetime:
     # Through epoch seconds: adding to an aware datetime would lose its fold (DST).
     if spec.schedule.from_end:
         return datetime.fromtimestamp(since.timestamp() + spec.spread, zone)
-    if not spec.spread:
-        return spec.schedule.next_after(since, zone)
-    slot = spec.schedule.next_after(since - timedelta(seconds=spec.spread), zone)
-    return datetime.fromtimestamp(slot.timestamp() + spec.spread, zone)
+    return datetime.fromtimestamp(spec.next_slot(since.timestamp(), offsets_for(zone)), zone)
 
 
 def check_report(config: MirrorConfig, since: datetime, zone: tzinfo) -> dict[str, object]:

@@ -15,6 +15,7 @@ it, or the directory it is in, can be changed by another user (rsync writes into
 from __future__ import annotations
 
 import contextlib
+import enum
 import os
 import stat
 from typing import TYPE_CHECKING
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING
 from mirror.atomicfile import write_atomically
 from mirror.digest import sha256_hex
 from mirror.i18n import _
-from mirror.safeopen import UnsafePath
+from mirror.safeopen import UnsafePath, open_regular
 
 if TYPE_CHECKING:
     from mirror.task import TaskSpec
@@ -89,30 +90,34 @@ def prepare_checkdir(checkdir: str) -> None:
                                      "(mode 0700); remove it, and mirrord creates it again"))
 
 
+class Fetched(enum.Enum):
+    """What a checkfile fetch left, against the copy of the last success."""
+
+    MISSING = "missing"  # no regular file of at most MAX_CHECK_BYTES came
+    UNCHANGED = "unchanged"  # byte for byte the saved copy, saved with the same sync key
+    CHANGED = "changed"  # anything else: no saved copy, another key, other bytes
+
+
 def _read(path: str) -> bytes | None:
     """The regular file *path*, if it exists and is at most MAX_CHECK_BYTES."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
+    fd = open_regular(path)
+    if fd is None:
         return None
     with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_CHECK_BYTES:
+        if os.fstat(fd).st_size > MAX_CHECK_BYTES:
             return None
         return handle.read(MAX_CHECK_BYTES + 1)
 
 
-def fetched(checkdir: str, name: str) -> bool:
-    """Whether the last fetch of *name*'s checkfile left a file."""
-    return _read(fetched_path(checkdir, name)) is not None
-
-
-def unchanged(checkdir: str, name: str, key: bytes) -> bool:
-    """Whether the fetched checkfile is byte for byte the copy of the last success, saved
-    with *key* (False when either is missing, or the key differs)."""
+def compare_fetched(checkdir: str, name: str, key: bytes) -> Fetched:
+    """What the last fetch of *name*'s checkfile left, against the copy of the last success
+    saved with *key*."""
     new = _read(fetched_path(checkdir, name))
-    return (new is not None and new == _read(saved_path(checkdir, name))
-            and _read(key_path(checkdir, name)) == key)
+    if new is None:
+        return Fetched.MISSING
+    if new == _read(saved_path(checkdir, name)) and _read(key_path(checkdir, name)) == key:
+        return Fetched.UNCHANGED
+    return Fetched.CHANGED
 
 
 def discard_fetched(checkdir: str, name: str) -> None:

@@ -235,9 +235,7 @@ class SchedulingCore:
         """The task's first scheduled time strictly after *after* (epoch seconds), its
         ``randomdelay`` offset included; for an ``interval`` task, *after* is the end of its
         last run."""
-        if task.schedule.from_end:
-            return task.schedule.next_instant(after, self.offsets) + task.spread
-        return task.schedule.next_instant(after - task.spread, self.offsets) + task.spread
+        return task.next_slot(after, self.offsets)
 
     def seconds_until_next(self, now: float) -> float | None:
         """How long the caller may sleep: 0 if something is due, None if the queue is empty."""

@@ -5,7 +5,6 @@ and ``randomdelay``: a stable per-task offset that spreads the starts of many ta
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, tzinfo
 from typing import ClassVar
 
 from mirror.digest import sha256_hex
@@ -50,10 +49,6 @@ class IntervalSchedule:
     def next_instant(self, after: float, _offsets: object = None) -> float:
         """The run due *seconds* after *after* (the end of the last run)."""
         return after + self.seconds
-
-    def next_after(self, after: datetime, zone: tzinfo) -> datetime:
-        """As :meth:`next_instant`, for an aware datetime (shown in *zone*)."""
-        return (after + timedelta(seconds=self.seconds)).astimezone(zone)
 
 
 def spread_offset(name: str, randomdelay: int) -> int:

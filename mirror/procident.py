@@ -21,12 +21,14 @@ MAX_ENVIRON_BYTES = 1 << 20  # a process's environment is read only this far
 @dataclass(frozen=True)
 class ProcessInfo:
     """What /proc says about one process: its state letter (``Z`` for a zombie), its
-    parent and its start time in clock ticks after boot."""
+    parent, its start time in clock ticks after boot, and the CPU time it used so far
+    (user and system, in clock ticks)."""
 
     pid: int
     state: str
     parent: int
     start_ticks: int
+    cpu_ticks: int = 0
 
 
 def boot_id() -> str:
@@ -39,7 +41,7 @@ def boot_id() -> str:
 
 
 def process_info(pid: int) -> ProcessInfo | None:
-    """*pid*'s state, parent and start time; None when there is no such process."""
+    """*pid*'s state, parent, start time and CPU time; None when there is no such process."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as handle:
             text = handle.read().decode("ascii", "replace")
@@ -49,7 +51,8 @@ def process_info(pid: int) -> ProcessInfo | None:
     fields = text.rsplit(")", 1)[-1].split()
     try:
         return ProcessInfo(pid=pid, state=fields[0], parent=int(fields[1]),
-                           start_ticks=int(fields[19]))
+                           start_ticks=int(fields[19]),
+                           cpu_ticks=int(fields[11]) + int(fields[12]))  # utime, stime
     except (IndexError, ValueError):
         return None
 

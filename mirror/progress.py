@@ -25,6 +25,8 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from mirror.procident import process_info
+
 PROGRESS_BYTES = 4096
 PROGRESS_TICKS = 100  # clock ticks of CPU time: a second at the usual 100 Hz
 MIN_CHECK_SECONDS = 1.0
@@ -47,18 +49,10 @@ def tree_io(pid: int) -> dict[int, Work]:
         total = _io_bytes(current)
         if total is None:
             continue
-        counts[current] = (total, _cpu_ticks(current))
+        info = process_info(current)
+        counts[current] = (total, info.cpu_ticks if info is not None else 0)
         todo.extend(_children(current))
     return counts
-
-
-def _cpu_ticks(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            fields = handle.read(4096).rpartition(b")")[2].split()
-        return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15)
-    except (OSError, ValueError, IndexError):
-        return 0
 
 
 def _io_bytes(pid: int) -> int | None:

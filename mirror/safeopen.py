@@ -162,6 +162,27 @@ def open_file(path: str, flags: int, mode: int = 0o644,
     return fd
 
 
+def open_regular(path: str, dir_fd: int | None = None) -> int | None:
+    """Open *path* (relative to *dir_fd* if given) for reading, if it is a regular file
+    reached without following a link in its last component; a FIFO cannot hang the open.
+    For files mirrord only looks at, in a directory another user may change: a file it cannot
+    use is as good as missing there (:func:`open_file` is the strict form, which says why).
+
+    Returns:
+        A close-on-exec descriptor in non-blocking mode (reads of a regular file do not
+        block), or None: missing, a link, not a regular file, or not readable.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
+                     dir_fd=dir_fd)
+    except OSError:
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return fd
+
+
 def read_limited(path: str, limit: int) -> bytes | None:
     """The content of the regular file *path*, opened safely; None if it does not exist.
 

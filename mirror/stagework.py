@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import logging
 import os
-import stat
 from collections.abc import Callable
 
 from mirror import checkfiles
 from mirror.history import RunResult
 from mirror.progress import ProgressWatch
 from mirror.runs import Run
-from mirror.safeopen import UnsafePath
+from mirror.safeopen import UnsafePath, open_regular
 from mirror.task import GeneralSettings, StageRole
 from mirror.tracefile import TraceFacts, bytes_received, write_trace
 from mirror.values import local_host_name
@@ -89,10 +88,11 @@ class StageWork:
             return False, "checkfile not fetched (killed by a signal): the full sync runs"
         if exit_code != 0:
             return False, f"checkfile not fetched (rsync exit {exit_code}): the full sync runs"
-        if not checkfiles.fetched(self.checkdir, name):
+        found = checkfiles.compare_fetched(self.checkdir, name, checkfiles.sync_key(run.task))
+        if found is checkfiles.Fetched.MISSING:
             return False, ("checkfile not fetched (no file came: larger than 1 MiB, or not a "
                            "regular file): the full sync runs")
-        if checkfiles.unchanged(self.checkdir, name, checkfiles.sync_key(run.task)):
+        if found is checkfiles.Fetched.UNCHANGED:
             return True, "checkfile unchanged since the last successful sync: nothing to do"
         return False, ("checkfile changed upstream (or no copy of a success with this "
                        "config yet): syncing")
@@ -157,23 +157,10 @@ class StageWork:
         return self.progress.next_check()
 
 
-def _open_log(path: str) -> int | None:
-    """The task log for reading: never through a link, never a FIFO (the log directory may
-    belong to the mirror's user); None when it is not a regular file."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError:
-        return None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        return None
-    return fd
-
-
 def _bytes_in_log(path: str, offset: int) -> int | None:
     """rsync's ``Total bytes received`` in what the stage wrote to its log from *offset*
     (only its last STATS_TAIL_BYTES are read)."""
-    fd = _open_log(path)
+    fd = open_regular(path)  # the log directory may belong to the mirror's user
     if fd is None:
         return None
     with os.fdopen(fd, "rb") as handle:

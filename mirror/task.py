@@ -17,6 +17,7 @@ from mirror.textenum import TextEnum
 
 if TYPE_CHECKING:
     from mirror.kinds.base import TaskKind
+    from mirror.zoneoffsets import ZoneOffsets
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,15 @@ class TaskSpec:
     spread: int = 0  # seconds each due run is delayed by (randomdelay, from the name)
     hooks: Hooks = Hooks()
     iotimeout: int = 0  # end a stage that moved no data for this long; 0: never
+
+    def next_slot(self, after: float, offsets: ZoneOffsets) -> float:
+        """The first scheduled time strictly after *after* (epoch seconds; for an
+        ``interval`` task, the end of its last run), its ``randomdelay`` offset included: a
+        cron slot is found for ``after - spread``, so that a delayed run not yet started is
+        still the next one."""
+        if self.schedule.from_end:
+            return self.schedule.next_instant(after, offsets) + self.spread
+        return self.schedule.next_instant(after - self.spread, offsets) + self.spread
 
     @property
     def type(self) -> str:

@@ -24,7 +24,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from mirror.safeopen import open_directory
+from mirror.atomicfile import write_atomically
+from mirror.safeopen import open_directory, open_regular
 
 TRACE_DIRECTORY = "project/trace"
 TRACE_PARTS = tuple(TRACE_DIRECTORY.split("/"))
@@ -141,14 +142,10 @@ def _open_below(directory: int, parts: Sequence[str], create: bool) -> int:
 
 
 def _read_master(directory: int) -> bytes:
-    try:
-        fd = os.open(MASTER, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC,
-                     dir_fd=directory)
-    except OSError:
+    fd = open_regular(MASTER, dir_fd=directory)
+    if fd is None:
         return b""
     with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return b""
         return handle.read(MAX_MASTER_BYTES)
 
 
@@ -156,23 +153,6 @@ def archive_serial(master: bytes) -> str:
     """The ``Archive serial`` of a master trace, or ``unknown``."""
     found = _SERIAL.search(master)
     return found.group(1).decode("ascii", "replace") if found else "unknown"
-
-
-def _replace(directory: int, name: str, text: str) -> None:
-    temporary = f".{name}.{os.urandom(6).hex()}.tmp"
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
-                 | os.O_CLOEXEC, 0o644, dir_fd=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fchmod(handle.fileno(), 0o644)
-            os.fsync(handle.fileno())
-        os.rename(temporary, name, src_dir_fd=directory, dst_dir_fd=directory)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary, dir_fd=directory)
-        raise
 
 
 def _trace_names(directory: int) -> list[str]:
@@ -203,8 +183,9 @@ def write_trace(localdir: str, facts: TraceFacts) -> str:
         os.close(top)
     try:
         serial = archive_serial(_read_master(trace_dir))
-        _replace(trace_dir, facts.host, trace_text(facts, serial))
-        _replace(trace_dir, TRACES_LIST, "".join(f"{name}\n" for name in _trace_names(trace_dir)))
+        write_atomically(facts.host, trace_text(facts, serial), dir_fd=trace_dir)
+        write_atomically(TRACES_LIST, "".join(f"{name}\n" for name in _trace_names(trace_dir)),
+                         dir_fd=trace_dir)
     finally:
         os.close(trace_dir)
     return os.path.join(localdir, *TRACE_PARTS, facts.host)

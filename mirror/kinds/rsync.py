@@ -137,19 +137,27 @@ def rsync_source(upstream: str, rsyncdir: str) -> str:
     return f"{upstream}::{directory}"
 
 
-def _without_deletes(args: tuple[str, ...]) -> list[str]:
-    kept: list[str] = []
-    skip_value = False
+def _partition_options(args: tuple[str, ...], names: set[str],
+                       valued: set[str]) -> tuple[list[str], list[str]]:
+    """*args* as (the options named in *names*, the rest), in order. An option in *valued*
+    given without ``=`` takes the next word with it (``--port 8873``)."""
+    named: list[str] = []
+    rest: list[str] = []
+    into_named = False
+    value_follows = False
     for arg in args:
-        if skip_value:
-            skip_value = False
-            continue
-        name = arg.split("=", 1)[0]
-        if name in _DELETING:
-            skip_value = arg in _TAKES_VALUE
-            continue
-        kept.append(arg)
-    return kept
+        if not value_follows:
+            name = arg.split("=", 1)[0]
+            into_named = name in names
+            value_follows = into_named and name in valued and "=" not in arg
+        else:
+            value_follows = False
+        (named if into_named else rest).append(arg)
+    return named, rest
+
+
+def _without_deletes(args: tuple[str, ...]) -> list[str]:
+    return _partition_options(args, _DELETING, _TAKES_VALUE)[1]
 
 
 def _deleting_after(args: tuple[str, ...]) -> list[str]:
@@ -329,18 +337,7 @@ _TRANSPORT_VALUE = {"--password-file", "--port", "--rsh", "-e", "--address", "--
 def transport_options(args: tuple[str, ...]) -> list[str]:
     """The options of *args* that say how to reach the upstream (``--port=8873``,
     ``-e "ssh -p 2222"``, ``--password-file=…``, ``-4``…), with their values."""
-    kept: list[str] = []
-    take_value = False
-    for arg in args:
-        if take_value:
-            kept.append(arg)
-            take_value = False
-            continue
-        name = arg.split("=", 1)[0]
-        if name in _TRANSPORT:
-            kept.append(arg)
-            take_value = name in _TRANSPORT_VALUE and "=" not in arg
-    return kept
+    return _partition_options(args, _TRANSPORT, _TRANSPORT_VALUE)[0]
 
 
 # rsync(1), EXIT VALUES.

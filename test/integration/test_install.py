@@ -19,6 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 DATA = {  # where the wheel puts what is not Python, under the install prefix
     "share/bash-completion/completions/mirrord": "completion/bash/mirrord",
     "share/zsh/site-functions/_mirrord": "completion/zsh/_mirrord",
+    "share/bash-completion/completions/mirror-merge-jobs": "completion/bash/mirror-merge-jobs",
+    "share/zsh/site-functions/_mirror-merge-jobs": "completion/zsh/_mirror-merge-jobs",
     "share/man/man1/mirrord.1": "docs/man/mirrord.1",
     "share/man/man1/mirror-merge-jobs.1": "docs/man/mirror-merge-jobs.1",
     "share/man/man5/mirror.ini.5": "docs/man/mirror.ini.5",

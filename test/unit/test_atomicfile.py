@@ -53,6 +53,40 @@ def test_a_failure_while_pieces_come_leaves_the_old_file(tmp_path):
     assert leftovers(tmp_path) == []
 
 
+def test_a_temporary_swapped_for_a_link_does_not_pass_on_the_permissions(tmp_path):
+    """The user who owns the directory replaces the temporary file with a symbolic link to a
+    file of root's while the text is written: the mode is set on the descriptor, so the
+    link's target keeps its own (os.chmod by name would have made it 0644)."""
+    victim = tmp_path / "shadow"
+    victim.write_text("secret\n")
+    victim.chmod(0o600)
+    directory = tmp_path / "www"
+    directory.mkdir()
+
+    def pieces():
+        yield "first half, "
+        (temporary,) = leftovers(directory)
+        os.unlink(directory / temporary)
+        os.symlink(victim, directory / temporary)
+        yield "second half\n"
+
+    write_atomically(str(directory / "status.json"), pieces(), mode=0o644)
+    assert stat.S_IMODE(os.stat(victim).st_mode) == 0o600
+    assert victim.read_text() == "secret\n"
+
+
+def test_within_an_open_directory(tmp_path):
+    fd = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        write_atomically("trace", "serial 1\n", dir_fd=fd)
+        write_atomically("trace", iter(["serial ", "2\n"]), mode=0o640, dir_fd=fd)
+    finally:
+        os.close(fd)
+    assert (tmp_path / "trace").read_text() == "serial 2\n"
+    assert stat.S_IMODE(os.stat(tmp_path / "trace").st_mode) == 0o640
+    assert leftovers(tmp_path) == []
+
+
 def snapshot(count: int) -> Snapshot:
     """*count* tasks in every state the files show, some names and upstreams not ASCII."""
     variants = [

@@ -2,6 +2,7 @@
 """Shell completion: bash run through COMP_WORDS, zsh through zle in a pty, no option left out."""
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import re
@@ -17,22 +18,48 @@ from pathlib import Path
 import pytest
 
 from mirror.cli import build_parser
+from mirror.jobsmerge import build_parser as build_merge_parser
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 BASH = ROOT / "completion" / "bash" / "mirrord"
 ZSH = ROOT / "completion" / "zsh" / "_mirrord"
+MERGE_BASH = ROOT / "completion" / "bash" / "mirror-merge-jobs"
+MERGE_ZSH = ROOT / "completion" / "zsh" / "_mirror-merge-jobs"
+COMPLETERS = {"mirrord": (BASH, "_mirrord"),
+              "mirror-merge-jobs": (MERGE_BASH, "_mirror_merge_jobs")}
 
 
-def complete(*words: str, cwd: Path = ROOT) -> list[str]:
-    script = (f"source {BASH}; COMP_WORDS=(mirrord {' '.join(words)}); "
-              f"COMP_CWORD={len(words)}; _mirrord; printf '%s\\n' \"${{COMPREPLY[@]}}\"")
-    result = subprocess.run(["bash", "-c", script], capture_output=True, text=True, cwd=cwd,
+def complete(*words: str, cwd: Path = ROOT, command: str = "mirrord") -> list[str]:
+    """What bash's completion function for *command* offers for the last of *words*."""
+    script, function = COMPLETERS[command]
+    text = (f"source {script}; COMP_WORDS=({command} {' '.join(words)}); "
+            f"COMP_CWORD={len(words)}; {function}; printf '%s\\n' \"${{COMPREPLY[@]}}\"")
+    result = subprocess.run(["bash", "-c", text], capture_output=True, text=True, cwd=cwd,
                             check=True)
     return [line for line in result.stdout.splitlines() if line]
 
 
-def parser_options() -> set[str]:
-    return {option for action in build_parser()._actions for option in action.option_strings}
+def parser_options(parser: argparse.ArgumentParser | None = None) -> set[str]:
+    return {option for action in (parser or build_parser())._actions
+            for option in action.option_strings}
+
+
+def merge(*words: str, cwd: Path = ROOT) -> list[str]:
+    return complete(*words, cwd=cwd, command="mirror-merge-jobs")
+
+
+def test_bash_completes_mirror_merge_jobs(tmp_path):
+    assert set(merge("-")) == parser_options(build_merge_parser())
+    assert merge("--t") == ["--timeout"]
+    (tmp_path / "jobs.json").write_text("[]")
+    assert merge("-o", "j", cwd=tmp_path) == ["jobs.json"]
+    assert merge("--timeout", "") == []
+    assert merge("http://mirror1:8000/jobs", "") == []  # the hosts' own URLs
+
+
+def test_zsh_names_every_option_of_mirror_merge_jobs():
+    named = set(re.findall(r"(--?[A-Za-z]+)", MERGE_ZSH.read_text()))
+    assert parser_options(build_merge_parser()) <= named
 
 
 def test_bash_completes_options():
@@ -87,8 +114,9 @@ def test_zsh_names_every_option():
 
 
 @pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh is not installed")
-def test_zsh_script_parses():
-    subprocess.run(["zsh", "-n", str(ZSH)], check=True)
+@pytest.mark.parametrize("script", [ZSH, MERGE_ZSH], ids=["mirrord", "mirror-merge-jobs"])
+def test_zsh_script_parses(script):
+    subprocess.run(["zsh", "-n", str(script)], check=True)
 
 
 # An interactive zsh sources this, in a pseudo-terminal: TAB then runs the real completion
@@ -237,3 +265,11 @@ def test_zsh_completes_task_names_from_a_config_path_as_typed(zsh: ZshCompletion
     home = shlex.quote(str(zsh.home))
     assert zsh.complete(r"mirrord -c ~/with\ space --run deb") == ["debian", "debian-security"]
     assert zsh.complete(f"mirrord -c {home}/'with space'/mirror.ini --cancel u") == ["ubuntu"]
+
+
+@needs_zsh
+def test_zsh_completes_mirror_merge_jobs(zsh: ZshCompletion):
+    assert set(zsh.complete("mirror-merge-jobs -")) == parser_options(build_merge_parser())
+    assert zsh.complete("mirror-merge-jobs --out") == ["--output"]
+    assert zsh.complete("mirror-merge-jobs -o con") == ["conf"]  # the fixture's directory
+    assert "http://" in zsh.complete("mirror-merge-jobs htt")  # zsh's own _urls

@@ -11,6 +11,7 @@ import time
 import pytest
 
 from mirror import checkfiles
+from mirror.checkfiles import Fetched
 from mirror.history import RunResult
 from mirror.procident import ProcessIdentity
 from mirror.progress import PROGRESS_BYTES, ProgressWatch, tree_io
@@ -202,19 +203,27 @@ def test_checkfile_copies_compare_and_keep(tmp_path):
         with open(fetched, "w") as handle:
             handle.write(text)
 
+    def compare(key: str) -> Fetched:
+        return checkfiles.compare_fetched(checkdir, "debian", key.encode())
+
     fetch("serial 1\n")
-    assert not checkfiles.unchanged(checkdir, "debian", b"k1")  # no copy of a success yet
+    assert compare("k1") is Fetched.CHANGED  # no copy of a success yet
     assert checkfiles.keep_fetched(checkdir, "debian", b"k1")
     fetch("serial 1\n")
-    assert checkfiles.unchanged(checkdir, "debian", b"k1")
-    assert not checkfiles.unchanged(checkdir, "debian", b"k2")  # the task now syncs otherwise
+    assert compare("k1") is Fetched.UNCHANGED
+    assert compare("k2") is Fetched.CHANGED  # the task now syncs otherwise
     fetch("serial 2\n")
-    assert not checkfiles.unchanged(checkdir, "debian", b"k1")
+    assert compare("k1") is Fetched.CHANGED
     checkfiles.discard_fetched(checkdir, "debian")
-    assert not checkfiles.fetched(checkdir, "debian")
+    assert compare("k1") is Fetched.MISSING
+    os.symlink(checkfiles.saved_path(checkdir, "debian"), fetched)  # not followed
+    assert compare("k1") is Fetched.MISSING
+    os.unlink(fetched)
+    fetch("x" * (checkfiles.MAX_CHECK_BYTES + 1))
+    assert compare("k1") is Fetched.MISSING
     fetch("serial 1\n")
     checkfiles.forget_saved(checkdir, "debian")  # a sync stage started
-    assert not checkfiles.unchanged(checkdir, "debian", b"k1")
+    assert compare("k1") is Fetched.CHANGED
 
 
 def test_a_sync_stage_drops_the_saved_copy_and_success_keeps_the_new_one(tmp_path):
@@ -241,7 +250,8 @@ def test_a_sync_stage_drops_the_saved_copy_and_success_keeps_the_new_one(tmp_pat
     assert work.before_spawn(run) is None
     work.stage_ended(run, 0, 2.0)
     assert work.run_ended(run, RunResult.SUCCESS, 2.0, GeneralSettings()) == []
-    assert checkfiles.unchanged(work.checkdir, "debian", checkfiles.sync_key(task)) is False
+    assert checkfiles.compare_fetched(work.checkdir, "debian", checkfiles.sync_key(task)) \
+        is Fetched.MISSING  # the fetched copy became the saved one
     with open(fetched, "w") as handle:
         handle.write("serial 1\n")
     run.stage = 1
