@@ -21,7 +21,7 @@ import math
 import re
 import time
 from bisect import bisect_left
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta, tzinfo
 from typing import ClassVar
 
@@ -122,6 +122,11 @@ class CronSchedule:
     dow_restricted: bool
     hour_has_star: bool
     from_end: ClassVar[bool] = False  # runs at wall times, not counted from a run's end
+    # The last next_instant answer, (after, offsets, instant): a burst of tasks that share an
+    # expression (and so this object) asks the same question once per task. One tuple,
+    # replaced whole, so that the plugin thread may ask too.
+    _last_answer: list[tuple[float, ZoneOffsets, int] | None] = field(
+        default_factory=lambda: [None], init=False, repr=False, compare=False, hash=False)
 
     @classmethod
     def parse(cls, text: str) -> CronSchedule:
@@ -286,6 +291,14 @@ class CronSchedule:
 
     def next_instant(self, after: float, offsets: ZoneOffsets) -> int:
         """Return the epoch second of the first run strictly after the epoch instant *after*."""
+        last = self._last_answer[0]
+        if last is not None and last[0] == after and last[1] is offsets:
+            return last[2]
+        instant = self._next_instant(after, offsets)
+        self._last_answer[0] = (after, offsets, instant)
+        return instant
+
+    def _next_instant(self, after: float, offsets: ZoneOffsets) -> int:
         offset = offsets.stable_offset(after - 2 * OFFSET_REACH, after + 2 * OFFSET_REACH)
         if offset is not None:
             # Fast path: no offset change anywhere near, so a wall time within

@@ -491,7 +491,7 @@ class MirrorDaemon:
             return
         assert launched.pid is not None
         run.pid = launched.pid
-        run.identity = ProcessIdentity.of(run.pid, run.run_id)
+        run.identity = None  # read from /proc when the state is next saved (_run_records)
         self.pids[run.pid] = run.task.name
         self.stagework.launched(run, run.pid)
         self.save_state()  # the run's record: a mirrord started after a crash takes it over
@@ -618,6 +618,10 @@ class MirrorDaemon:
         run has moved on: a burst of 1,000 runs is saved many times)."""
         records = {}
         for run in self.core.runs():
+            if run.identity is None and run.pid is not None and run.pid in self.pids:
+                # Not yet reaped, so the pid is still this child's: the identity is the same
+                # as at its start, and a burst's short runs that end before a save cost none.
+                run.identity = ProcessIdentity.of(run.pid, run.run_id)
             key = (run.stage, run.ending, run.identity, run.stage_started)
             cached = self._records.get(run.task.name)
             if cached is not None and cached[0] == key:

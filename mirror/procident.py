@@ -10,6 +10,7 @@ reused since, or a record forged to point at another process, is never signalled
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
@@ -31,8 +32,10 @@ class ProcessInfo:
     cpu_ticks: int = 0
 
 
+@functools.lru_cache(maxsize=1)
 def boot_id() -> str:
-    """This boot's id (empty where /proc does not say)."""
+    """This boot's id (empty where /proc does not say); read once, as it cannot change while
+    this process lives."""
     try:
         with open(BOOT_ID_PATH, encoding="ascii") as handle:
             return handle.read().strip()

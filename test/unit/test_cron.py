@@ -206,3 +206,22 @@ def test_no_earlier_match_in_utc(expression, since):
         while probe < result:
             assert not oracle.runs_at(probe, UTC)
             probe += timedelta(minutes=1)
+
+
+def test_the_last_answer_is_reused_only_for_the_same_question():
+    """Tasks sharing an expression share its schedule: the same (after, zone) is answered
+    from the last answer, and any other question is computed again."""
+    from mirror.zoneoffsets import ZoneOffsets, offsets_for
+
+    schedule = CronSchedule.parse("0 */6 * * *")
+    assert CronSchedule.parse("0  */6 * * *") is schedule
+    berlin, utc = offsets_for(ZoneInfo("Europe/Berlin")), offsets_for(timezone.utc)
+    after = datetime(2026, 3, 29, 0, 30, tzinfo=timezone.utc).timestamp()  # Berlin's DST day
+    for offsets, later in [(berlin, 0), (berlin, 0), (utc, 0), (berlin, 6 * 3600),
+                           (berlin, 6 * 3600 - 0.5), (utc, 6 * 3600), (berlin, 0),
+                           (ZoneOffsets(ZoneInfo("Europe/Berlin")), 0)]:
+        fresh = CronSchedule._parse_uncached("0 */6 * * *")
+        assert schedule.next_instant(after + later, offsets) == fresh.next_instant(
+            after + later, offsets)
+    assert schedule == CronSchedule._parse_uncached("0 */6 * * *")  # the memo is not compared
+    assert len({schedule, CronSchedule._parse_uncached("0 */6 * * *")}) == 1
