@@ -29,7 +29,7 @@ class ProcessInfo:
     state: str
     parent: int
     start_ticks: int
-    cpu_ticks: int = 0
+    cpu_ticks: int
 
 
 @functools.lru_cache(maxsize=1)
