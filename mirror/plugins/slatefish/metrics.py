@@ -61,7 +61,7 @@ class Scrape:
 
 
 # Returns the daemon now; may raise TimeoutError or LoopClosed, which reach the caller of
-# exposition().
+# MetricsPage.text().
 Source = Callable[[], Scrape]
 
 
